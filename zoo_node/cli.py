@@ -1,0 +1,78 @@
+"""The `zoo-node` command line: a root typer app that mounts one command group per area.
+
+Each area's commands live in `zoo_node.commands.<area>` and stay thin over library functions. Errors derived from
+`zoo_node.errors.ZooError` print as one line on stderr and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from zoo_node import __version__
+from zoo_node.commands import keys as keys_commands
+from zoo_node.errors import ZooError
+from zoo_node.logs import configure_logging
+
+app = typer.Typer(
+    name="zoo-node",
+    help="Node daemon of the Zoo Compute Network: train Zen-3 together, get paid on chain.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"zoo-node {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
+    ),
+    log_level: str | None = typer.Option(
+        None,
+        "--log-level",
+        envvar="ZOO_NODE_LOG_LEVEL",
+        help="debug, info, warning or error (default: info).",
+        show_envvar=True,
+    ),
+) -> None:
+    configure_logging(log_level)
+
+
+# Command groups. Each area adds one line here; the modules import heavy libraries lazily.
+keys_commands.register(app)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point: runs the app and turns a `ZooError` into one line and exit code 2."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except ZooError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        return exc.exit_code
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        return 130
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # click usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return exc.exit_code
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
