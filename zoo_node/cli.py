@@ -51,26 +51,17 @@ keys_commands.register(app)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console-script entry point: runs the app and turns a `ZooError` into one line and exit code 2."""
+    """Console-script entry point: runs the app and turns a `ZooError` into one line and exit code 2.
+
+    Usage errors are click's own (exit 2, a usage line); anything else that escapes is a bug and keeps its traceback.
+    """
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=argv, prog_name="zoo-node")
     except ZooError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         return exc.exit_code
-    except typer.Exit as exc:
-        return exc.exit_code
-    except typer.Abort:
-        typer.echo("aborted", err=True)
-        return 130
-    except KeyboardInterrupt:
-        return 130
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return exc.exit_code
-        raise
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     return 0
 
 

@@ -320,7 +320,7 @@ def render_reference() -> str:
                 continue
             default = field.get_default(call_default_factory=True)
             type_name = str(annotation).replace("typing.", "").replace("pathlib.", "").replace("<class '", "")
-            type_name = type_name.replace("'>", "")
+            type_name = type_name.replace("'>", "").replace("|", "\\|")
             env = ENV_PREFIX + "__".join([*prefix, name]).upper()
             key = ".".join([*prefix, name])
             lines.append(
