@@ -12,6 +12,7 @@ import typer
 
 from zoo_node import __version__
 from zoo_node.commands import keys as keys_commands
+from zoo_node.commands import service as service_commands
 from zoo_node.errors import ZooError
 from zoo_node.logs import configure_logging
 
@@ -48,6 +49,7 @@ def _root(
 
 # Command groups. Each area adds one line here; the modules import heavy libraries lazily.
 keys_commands.register(app)
+service_commands.register(app)
 
 
 def main(argv: list[str] | None = None) -> int:
