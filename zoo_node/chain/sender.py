@@ -22,7 +22,7 @@ from web3.exceptions import TransactionNotFound, Web3RPCError
 from web3.types import TxReceipt
 
 from zoo_node.chain.errors import ChainError, ContractRevert, RpcUnavailable, TransactionTimeout
-from zoo_node.chain.revert import revert_from_exception
+from zoo_node.chain.revert import decode_revert, revert_from_exception
 from zoo_node.chain.rpc import Rpc, is_connection_error
 
 log = logging.getLogger(__name__)
@@ -157,16 +157,26 @@ class TransactionSender:
             time.sleep(self.poll_interval_s)
 
     def _revert_reason(self, fn: Any, params: dict[str, Any], receipt: TxReceipt, what: str) -> ContractRevert:
-        # Replayed on the state before its block: exact when it was the block's only transaction (a dev chain's
-        # automine), a good guess otherwise.
-        block = max(receipt["blockNumber"] - 1, 0)
+        """The reason a mined transaction reverted: from the node's call trace where it has one (anvil, geth),
+        else by replaying it as a call on the state before, then after, its block (eth-tester has no tracer)."""
+        tx_hash = Web3.to_hex(receipt["transactionHash"])
         try:
-            self.rpc.call(lambda: fn.call(params, block_identifier=block), f"{what}: replay")
-        except ContractRevert as revert:
-            return revert
-        except (ChainError, Web3RPCError, AttributeError):  # AttributeError: a constructor has no .call
+            trace = self.rpc.call(
+                lambda: self.w3.provider.make_request("debug_traceTransaction", [tx_hash, {"tracer": "callTracer"}]),
+                f"{what}: trace",
+            )
+            output = (trace.get("result") or {}).get("output")
+            if output:
+                return decode_revert(output)
+        except (ChainError, Web3RPCError, NotImplementedError, ValueError):
             pass
+        for block in (max(receipt["blockNumber"] - 1, 0), receipt["blockNumber"]):
+            try:
+                self.rpc.call(lambda b=block: fn.call(params, block_identifier=b), f"{what}: replay")
+            except ContractRevert as revert:
+                return revert
+            except (ChainError, Web3RPCError, AttributeError):  # AttributeError: a constructor has no .call
+                break
         return ContractRevert(
-            f"{what}: transaction {Web3.to_hex(receipt['transactionHash'])} reverted "
-            f"(gas used {receipt['gasUsed']}); no reason could be recovered"
+            f"{what}: transaction {tx_hash} reverted (gas used {receipt['gasUsed']}); no reason could be recovered"
         )
