@@ -69,6 +69,19 @@ class SwarmConfig(_Section):
     max_message_bytes: int = Field(
         64 * 1024, gt=0, description="Gossip messages larger than this are dropped and counted."
     )
+    announce_multiaddrs: list[str] = Field(
+        default_factory=list,
+        description="Multiaddrs published on chain and in heartbeats for others to dial (behind NAT or a proxy); "
+        "empty means the addresses the host listens on.",
+    )
+    registry_refresh_s: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds between re-reads of the registered nodes on chain (who may gossip, where to dial).",
+    )
+    target_connections: int = Field(
+        16, ge=1, description="Registered nodes the host keeps dialling until it is connected to this many."
+    )
 
 
 class ApiConfig(_Section):
@@ -83,6 +96,11 @@ class ApiConfig(_Section):
         ge=0,
         le=65535,
         description="Also serve the API on 127.0.0.1 at this port (0 picks one), guarded by the token file.",
+    )
+    token_file: Path = Field(
+        Path("api.token"),
+        description="Bearer token guarding the TCP API (created, mode 0600, when missing). Relative paths are in the "
+        "home.",
     )
     metrics_port: int | None = Field(
         9464,
@@ -113,6 +131,12 @@ class WorkerConfig(_Section):
     restart_backoff_max_s: float = Field(60.0, gt=0, description="Largest restart delay (the backoff doubles).")
     report_timeout_s: float = Field(
         60.0, gt=0, description="A worker that reports nothing for this long is killed and restarted."
+    )
+    stop_timeout_s: float = Field(
+        20.0,
+        gt=0,
+        description="On drain-and-stop (SIGTERM, `Shutdown`), the worker's time to exit before its process group is "
+        "killed.",
     )
 
 
