@@ -11,8 +11,11 @@ import sys
 import typer
 
 from zoo_node import __version__
+from zoo_node.commands import chain as chain_commands
+from zoo_node.commands import control as control_commands
 from zoo_node.commands import keys as keys_commands
 from zoo_node.commands import service as service_commands
+from zoo_node.commands import worker as worker_commands
 from zoo_node.errors import ZooError
 from zoo_node.logs import configure_logging
 
@@ -49,7 +52,10 @@ def _root(
 
 # Command groups. Each area adds one line here; the modules import heavy libraries lazily.
 keys_commands.register(app)
+chain_commands.register(app)
+control_commands.register(app)
 service_commands.register(app)
+worker_commands.register(app)
 
 
 def main(argv: list[str] | None = None) -> int:

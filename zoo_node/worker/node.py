@@ -1,0 +1,335 @@
+"""A data-plane worker: joins the run's hivemind DHT, serves its shards, trains them, and drives if it has stage 0.
+
+`WorkerNode(...).start()` brings everything up; `drain()` takes it down cleanly (records withdrawn, a final
+checkpoint, averagers and p2pd stopped). `zoo-node worker` runs one in the foreground; the supervisor's worker
+process plugs the same object into its lifecycle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from zoo_node.config import NodeConfig
+from zoo_node.errors import ZooError
+from zoo_node.identity import KeyPaths
+from zoo_node.runspec import RunSpec
+from zoo_node.worker.receipts import JsonlReceiptLog, ReceiptSink
+from zoo_node.worker.records import ServerRecord, announce, read_servers, withdraw
+from zoo_node.worker.remote import ShardCall, Transport, remote_call
+from zoo_node.worker.routing import Router
+from zoo_node.worker.runtime import ShardRuntime
+from zoo_node.worker.servicer import ShardServicer
+from zoo_node.worker.shard_choice import choose_shards
+from zoo_node.worker.shards import build_backend, shard_names
+from zoo_node.worker.trainer import ShardTrainer
+
+logger = logging.getLogger(__name__)
+
+
+class WorkerError(ZooError):
+    """The worker cannot start (bad shard names, no DHT, no state to load)."""
+
+
+@dataclass
+class WorkerOptions:
+    """How one worker runs: which shards (None: chosen by coverage), whether it drives, where it bootstraps."""
+
+    initial_peers: Sequence[str] = ()
+    shards: Sequence[str] | None = None
+    num_shards: int = 1
+    drive: bool = True
+    checkpoints: bool = True
+    extra_sinks: list[ReceiptSink] = field(default_factory=list)
+
+
+def run_dir(home: Path, run: str) -> Path:
+    return Path(home) / "runs" / run
+
+
+class WorkerNode:
+    """One worker process' data plane."""
+
+    def __init__(self, home: Path, config: NodeConfig, spec: RunSpec, options: WorkerOptions) -> None:
+        self.home, self.config, self.spec, self.options = Path(home), config, spec, options
+        self.dir = run_dir(self.home, spec.name)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.runtimes: dict[str, ShardRuntime] = {}
+        self.trainers: dict[str, ShardTrainer] = {}
+        self.driver = None
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.dht: Any = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.servicer: ShardServicer | None = None
+        self.started_at = time.time()
+
+    # --- bring-up ---------------------------------------------------------------------------------------------
+    def _start_dht(self) -> None:
+        import hivemind
+
+        w = self.config.worker
+        self.dht = hivemind.DHT(
+            initial_peers=list(self.options.initial_peers),
+            host_maddrs=list(w.host_multiaddrs),
+            announce_maddrs=list(w.announce_multiaddrs) or None,
+            identity_path=str(KeyPaths.of(self.home).data_key),
+            check_if_identity_free=False,  # the identity is Ed25519; hivemind's check assumes RSA
+            client_mode=w.client_mode,
+            use_relay=w.use_relay,
+            startup_timeout=60,
+            start=True,
+        )
+        self.peer = self.dht.peer_id.to_base58()
+        self.maddrs = [str(m) for m in self.dht.get_visible_maddrs()]
+        self.loop = asyncio.new_event_loop()
+        thread = threading.Thread(target=self.loop.run_forever, name="worker-p2p", daemon=True)
+        thread.start()
+        self.p2p = self._await(self.dht.replicate_p2p())
+
+    def _await(self, coro: Any, timeout: float = 60.0) -> Any:
+        assert self.loop is not None
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def _lookup(self, shard: str) -> list[ServerRecord]:
+        return read_servers(self.dht, self.spec.name, shard)
+
+    def choose(self) -> list[str]:
+        """The shards to serve: the given ones (validated), else Petals' rule on the announced coverage."""
+        names = shard_names(self.spec)
+        if self.options.shards:
+            unknown = [s for s in self.options.shards if s not in names]
+            if unknown:
+                raise WorkerError(f"shards {unknown} are not shards of run {self.spec.name} ({', '.join(names)})")
+            return list(self.options.shards)
+        return choose_shards({s: self._lookup(s) for s in names}, self.options.num_shards)
+
+    def _call_factory(self, pinned_local: set[str]):
+        r = self.spec.routing
+
+        def make(shard: str, header: dict, tokens: int) -> ShardCall:
+            call = ShardCall(
+                self.router if shard not in pinned_local else self.local_router,
+                self.transport,
+                shard,
+                header,
+                tokens,
+                max_attempts=r.max_attempts,
+                timeout_s=r.call_timeout_s,
+            )
+            return call
+
+        return make
+
+    def _call_group(self, shard: str, header: dict, layer: int, rows: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        extra = {"micro": header.get("micro", ""), "samples": header.get("samples", 0), "layer": layer}
+        call = self._make_call(shard, extra, int(rows.shape[0]))
+        (out,) = remote_call(call, rows, ids)
+        return out
+
+    def start(self) -> None:
+        from zoo_node.data.sharding import TokenStream
+        from zoo_node.worker.driver import Driver, Pipeline
+        from zoo_node.worker.shards import model_parts
+
+        torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+        self._start_dht()
+        shards = self.choose()
+        logger.info("serving shards", extra={"shards": shards, "peer": self.peer})
+        r = self.spec.routing
+        self.router = Router(self._lookup)
+        self.local_router = Router(lambda s: [ServerRecord(peer=self.peer, shard=s, expires=float("inf"))])
+        self._make_call = self._call_factory({"stage/0"})
+        for shard in shards:
+            backend = build_backend(self.spec, shard, self._call_group)
+            self.runtimes[shard] = ShardRuntime(backend, activation_ttl_s=r.activation_ttl_s)
+        self.transport = Transport(self.p2p, self.loop, self.spec.name, self.peer, self.runtimes)
+        sinks: list[ReceiptSink] = [JsonlReceiptLog(self.dir / "receipts.jsonl"), *self.options.extra_sinks]
+        for shard, runtime in self.runtimes.items():
+            trainer = ShardTrainer(
+                self.spec,
+                runtime,
+                dht=self.dht,
+                peer=self.peer,
+                client_mode=self.config.worker.client_mode,
+                sinks=sinks,
+                home=self.home if self.options.checkpoints else None,
+            )
+            self.trainers[shard] = trainer
+            restored = trainer.restore_checkpoint()
+            others = [rec for rec in self._lookup(shard) if rec.peer != self.peer]
+            behind = bool(others) and max(rec.round for rec in others) > trainer.round
+            if behind and not trainer.load_state_from_peers():
+                logger.warning("no replica gave its state; starting from what we have", extra={"shard": shard})
+            logger.info(
+                "shard ready",
+                extra={"shard": shard, "round": trainer.round, "restored": restored, "loads": trainer.state_loads},
+            )
+        self.servicer = ShardServicer(self.runtimes, call_timeout_s=r.call_timeout_s)
+        self._await(self.servicer.add_p2p_handlers(self.p2p, namespace=self.spec.name))
+        self._announce_all()
+        self._spawn(self._announce_loop, "announce")
+        self._spawn(self._checkpoint_loop, "checkpoint")
+        for trainer in self.trainers.values():
+            trainer.start()
+        if self.options.drive and "stage/0" in self.runtimes:
+            d = self.spec.data
+            stream = TokenStream.from_spec(
+                d.corpus,
+                d.corpus_sha256,
+                d.tokenizer,
+                d.tokenizer_sha256,
+                seq_len=d.seq_len,
+                micro_batch_size=d.micro_batch_size,
+            )
+            config, partition = model_parts(self.spec)
+            if stream_vocab_too_big(d.tokenizer, config.vocab_size):
+                raise WorkerError(f"tokenizer {d.tokenizer} does not fit the vocabulary of {self.spec.model}")
+            pipeline = Pipeline(partition.n_stages, self._make_call)
+            self.driver = Driver(self.spec, self.peer, stream, pipeline, self.dir / f"driver-{self.peer}.jsonl")
+            self.driver.start(first_step=self._first_step())
+        self._write_status()
+
+    def _first_step(self) -> int:
+        # A restarted driver continues from its stage 0's round (one round per step when the swarm is balanced).
+        trainer = self.trainers.get("stage/0")
+        return trainer.round if trainer is not None else 0
+
+    def _spawn(self, target: Any, name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _announce_all(self) -> None:
+        for shard, runtime in self.runtimes.items():
+            record = ServerRecord(
+                peer=self.peer,
+                shard=shard,
+                tokens_per_s=runtime.throughput.tokens_per_s,
+                queued_tokens=runtime.queued_tokens,
+                round=self.trainers[shard].round,
+                maddrs=self.maddrs,
+            )
+            announce(self.dht, self.spec.name, record, self.spec.routing.record_ttl_s)
+
+    def _announce_loop(self) -> None:
+        while not self._stop.wait(self.spec.routing.announce_period_s):
+            try:
+                self._announce_all()
+                self._write_status()
+            except Exception:
+                logger.exception("announcement failed")
+
+    def _checkpoint_loop(self) -> None:
+        while not self._stop.wait(self.spec.checkpoint_period_s):
+            self.save_checkpoints()
+
+    def save_checkpoints(self) -> None:
+        if not self.options.checkpoints:
+            return
+        for trainer in self.trainers.values():
+            try:
+                trainer.save_checkpoint()
+            except Exception:
+                logger.exception("checkpoint failed", extra={"shard": trainer.shard})
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "pid": os.getpid(),
+            "peer": self.peer,
+            "maddrs": self.maddrs,
+            "run": self.spec.name,
+            "run_hash": self.spec.content_hash,
+            "shards": {
+                s: {
+                    "round": t.round,
+                    "rounds_averaged": t.rounds_averaged,
+                    "state_loads": t.state_loads,
+                    "tokens_per_s": t.runtime.throughput.tokens_per_s,
+                    "evicted": t.runtime.evicted,
+                }
+                for s, t in self.trainers.items()
+            },
+            "driver": None
+            if self.driver is None
+            else {
+                "step": self.driver.step,
+                "failed": self.driver.failed,
+                "finished": self.driver.finished.is_set(),
+                "last_loss": self.driver.losses[-1] if self.driver.losses else None,
+            },
+            "refused": self.servicer.refused if self.servicer else 0,
+            "bans": self.router.bans,
+        }
+
+    def _write_status(self) -> None:
+        path = self.dir / f"worker-{self.peer}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.status()))
+        os.replace(tmp, path)
+
+    # --- shutdown ---------------------------------------------------------------------------------------------
+    def drain(self) -> None:
+        """Stop driving and serving, withdraw the announcements, checkpoint, and shut hivemind down."""
+        self._stop.set()
+        if self.driver is not None:
+            self.driver.stop()
+        for shard in self.runtimes:
+            with contextlib.suppress(Exception):
+                withdraw(self.dht, self.spec.name, self.peer, shard)
+        for trainer in self.trainers.values():
+            trainer.stop()
+        self.save_checkpoints()
+        if self.servicer is not None:
+            with contextlib.suppress(Exception):
+                self._await(self.servicer.remove_p2p_handlers(self.p2p, namespace=self.spec.name), timeout=10)
+            self.servicer.shutdown()
+        if self.dht is not None:
+            with contextlib.suppress(Exception):
+                self._await(self.p2p.shutdown(), timeout=10)
+            self.dht.shutdown()
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+        self._write_status_final()
+
+    def _write_status_final(self) -> None:
+        try:
+            path = self.dir / f"worker-{self.peer}.json"
+            status = self.status()
+            status["stopped"] = True
+            path.write_text(json.dumps(status))
+        except Exception:
+            pass
+
+
+def stream_vocab_too_big(tokenizer: str, vocab_size: int) -> bool:
+    from zoo_node.data.tokenizer import load_tokenizer
+
+    return load_tokenizer(tokenizer).vocab_size > vocab_size
+
+
+def reap_children(grace_s: float = 5.0) -> None:
+    """Terminate (then kill) every process this one started that is still alive: hivemind's DHT and averager
+    processes and p2pd must not outlive the worker."""
+    import psutil
+
+    children = psutil.Process().children(recursive=True)
+    for child in children:
+        with contextlib.suppress(psutil.Error):
+            child.terminate()
+    _, alive = psutil.wait_procs(children, timeout=grace_s)
+    for child in alive:
+        with contextlib.suppress(psutil.Error):
+            child.kill()
+    psutil.wait_procs(alive, timeout=grace_s)

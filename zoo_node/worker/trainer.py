@@ -1,0 +1,337 @@
+"""Training one shard replica: when the shard's replicas together have accumulated the run's target batch, they
+average gradients (hivemind all-reduce, weighted by samples), step, and emit a receipt.
+
+Progress is published in the DHT (`<run>/progress/<shard>`: this replica's round and samples), the SWARM/hivemind
+way: every replica sees when the sum reaches `target_batch_size` and joins the round. Serving goes on while the
+all-reduce runs; the shard is held exclusively only to hand its gradients over and to apply the step.
+
+Replicas that start equal and apply the same averaged gradients stay equal. Each member also sends a digest of its
+parameters; one that finds it differs from the group's reference (highest round, then lowest PeerID) reloads the
+state from its peers, which heals a replica that missed a round.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from hivemind.utils.timed_storage import ValueWithExpiration, get_dht_time
+
+from zoo_node.runspec import RunSpec
+from zoo_node.worker.averaging import make_averager
+from zoo_node.worker.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
+from zoo_node.worker.receipts import MemberWork, Receipt, ReceiptSink
+from zoo_node.worker.records import progress_key, read_servers
+from zoo_node.worker.runtime import Progress, ShardRuntime
+
+logger = logging.getLogger(__name__)
+
+
+def make_optimizer(spec: RunSpec, params: Sequence[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    """The run's optimizer, with its state created up front (a fixed list of tensors to share with joiners)."""
+    o = spec.optimizer
+    if o.name == "adamw":
+        opt: torch.optim.Optimizer = torch.optim.AdamW(params, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
+        for p in params:
+            opt.state[p] = {
+                "step": torch.tensor(0.0),
+                "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
+                "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format),
+            }
+    else:
+        opt = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+        if o.momentum:
+            for p in params:
+                opt.state[p] = {"momentum_buffer": torch.zeros_like(p)}
+    return opt
+
+
+def parameters_digest(params: Sequence[torch.Tensor], max_elements: int = 1 << 20) -> str:
+    """A cheap fingerprint of the parameters (a strided sample of at most `max_elements` values, exact bytes)."""
+    total = sum(p.numel() for p in params)
+    stride = max(1, total // max_elements)
+    h = hashlib.blake2b(digest_size=16)
+    for p in params:
+        h.update(p.detach().flatten()[::stride].cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
+class ShardTrainer:
+    """Optimizer, averaging rounds, receipts, state sharing and checkpoints of one shard replica."""
+
+    def __init__(
+        self,
+        spec: RunSpec,
+        runtime: ShardRuntime,
+        *,
+        dht: Any,
+        peer: str,
+        client_mode: bool,
+        sinks: Sequence[ReceiptSink] = (),
+        home: Path | None = None,
+        poll_s: float = 0.25,
+    ) -> None:
+        self.spec = spec
+        self.runtime = runtime
+        self.shard = runtime.name
+        self.module = runtime.backend.module
+        self.params = [p for p in self.module.parameters() if p.requires_grad]
+        for p in self.params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        self.optimizer = make_optimizer(spec, self.params)
+        self.dht, self.peer, self.sinks, self.home, self.poll_s = dht, peer, list(sinks), home, poll_s
+        self.round = 0
+        self.rounds_averaged = 0
+        self.state_loads = 0
+        self.last_receipt: Receipt | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._state_lock = threading.Lock()
+        self._on_round: list[Callable[[Receipt], None]] = []
+        a = spec.averaging
+        prefix = f"{spec.name}_{self.shard.replace('/', '_')}"
+        self.averager = make_averager(
+            self.params,
+            dht=dht,
+            prefix=prefix,
+            compression=a.compression,
+            powersgd_rank=a.powersgd_rank,
+            matchmaking_time_s=a.matchmaking_time_s,
+            averaging_timeout_s=a.averaging_timeout_s,
+            client_mode=client_mode,
+            state_provider=self.shared_state,
+        )
+
+    # --- state shared with joiners ----------------------------------------------------------------------------
+    def _state_tensors(self) -> list[torch.Tensor]:
+        tensors = [p.data for p in self.params]
+        for p in self.params:
+            state = self.optimizer.state.get(p, {})
+            tensors += [state[k] for k in sorted(state) if isinstance(state[k], torch.Tensor)]
+        return tensors
+
+    def shared_state(self) -> tuple[dict[str, Any], list[torch.Tensor]]:
+        """(metadata, tensors) a joiner downloads: parameters then optimizer state, at a round boundary."""
+        with self._state_lock:
+            meta = {"round": self.round, "shard": self.shard, "run_hash": self.spec.content_hash}
+            return meta, [t.detach().cpu().clone() for t in self._state_tensors()]
+
+    def load_state_from_peers(self) -> bool:
+        """Download parameters and optimizer state from a replica; False if none answered with a fitting state."""
+        timeout = self.spec.averaging.load_state_timeout_s
+        loaded = self.averager.load_state_from_peers(timeout=timeout)
+        if loaded is None:
+            return False
+        meta, tensors = loaded
+        mine = self._state_tensors()
+        if (
+            not isinstance(meta, dict)
+            or meta.get("run_hash") != self.spec.content_hash
+            or meta.get("shard") != self.shard
+            or len(tensors) != len(mine)
+            or any(t.shape != m.shape for t, m in zip(tensors, mine, strict=True))
+            or not all(bool(torch.isfinite(t).all()) for t in tensors if t.is_floating_point())
+        ):
+            logger.warning("refused a peer's state that does not fit this shard", extra={"shard": self.shard})
+            return False
+        with self.runtime.exclusive(take_progress=False), self._state_lock, torch.no_grad():
+            for target, value in zip(mine, tensors, strict=True):
+                target.copy_(value.to(target.dtype))
+            self.round = int(meta["round"])
+        self.state_loads += 1
+        self.averager.state_sharing_priority = float(self.round)
+        logger.info("loaded shard state from peers", extra={"shard": self.shard, "round": self.round})
+        return True
+
+    # --- checkpoints ------------------------------------------------------------------------------------------
+    def save_checkpoint(self) -> Path | None:
+        if self.home is None:
+            return None
+        with self.runtime.exclusive(take_progress=False), self._state_lock:
+            meta = CheckpointMeta(self.spec.name, self.spec.content_hash, self.shard, self.round)
+            return save_checkpoint(self.home, meta, self.module, self.optimizer)
+
+    def restore_checkpoint(self) -> bool:
+        if self.home is None:
+            return False
+        meta = load_checkpoint(
+            self.home, self.spec.name, self.spec.content_hash, self.shard, self.module, self.optimizer
+        )
+        if meta is None:
+            return False
+        self.round = meta.round
+        self.averager.state_sharing_priority = float(self.round)
+        return True
+
+    # --- rounds -----------------------------------------------------------------------------------------------
+    def _publish_progress(self, samples: int) -> None:
+        self.dht.store(
+            progress_key(self.spec.name, self.shard),
+            subkey=self.peer,
+            value={"round": self.round, "samples": samples},
+            expiration_time=get_dht_time() + self.spec.routing.record_ttl_s,
+            return_future=True,
+        )
+
+    def _swarm_samples(self, own: int) -> tuple[int, int]:
+        """(samples the replicas accumulated for this round, the highest round any replica announced)."""
+        found = self.dht.get(progress_key(self.spec.name, self.shard), latest=True)
+        total, highest = own, self.round
+        if found is not None and isinstance(found.value, dict):
+            for peer, item in found.value.items():
+                if peer == self.peer or not isinstance(item, ValueWithExpiration):
+                    continue
+                value = item.value
+                if not isinstance(value, dict):
+                    continue
+                rnd, samples = value.get("round"), value.get("samples")
+                if not isinstance(rnd, int) or not isinstance(samples, int) or samples < 0:
+                    continue
+                highest = max(highest, rnd)
+                if rnd == self.round:
+                    total += samples
+        return total, highest
+
+    def run_round(self) -> Receipt:
+        """Average with whichever replicas join, step, and emit the receipt."""
+        a = self.spec.averaging
+        others = [r for r in read_servers(self.dht, self.spec.name, self.shard) if r.peer != self.peer]
+        digest = parameters_digest(self.params)
+        control = None
+        with self.runtime.exclusive() as progress:
+            mine = self._member(progress)
+            if others:
+                self.averager.local_samples_accumulated = progress.samples
+                self.averager.local_times_accumulated = progress.micro_batches
+                gather = {**mine.__dict__, "round": self.round, "digest": digest}
+                control = self.averager.step(
+                    wait=False, timeout=a.matchmaking_time_s * 4 + a.averaging_timeout_s, gather=gather
+                )
+            else:
+                scale = 1.0 / progress.micro_batches if progress.micro_batches else 0.0
+                averaged = [p.grad.detach().clone().mul_(scale) for p in self.params]
+                for p in self.params:
+                    p.grad.zero_()
+        gathered = None
+        if control is not None:
+            try:
+                gathered = control.result(a.averaging_timeout_s * 2)
+            except Exception as exc:  # no group, a timeout, a failed all-reduce: step on our own gradients
+                logger.info("averaging round failed; stepping alone", extra={"shard": self.shard, "why": repr(exc)})
+        with self.runtime.exclusive(take_progress=False), self._state_lock:
+            if control is not None:
+                with self.averager.use_averaged_gradients() as grads:
+                    self._step(list(grads))
+            else:
+                self._step(averaged)
+            self.round += 1
+        self.averager.state_sharing_priority = float(self.round)
+        members = [mine]
+        if gathered:
+            members = [self._member_from(peer, data) for peer, data in gathered.items()]
+            members = [m for m in members if m is not None]
+            self.rounds_averaged += 1
+            self._check_divergence(gathered, digest)
+        receipt = Receipt(self.spec.name, self.shard, self.round, tuple(members), averaged=bool(gathered))
+        self.last_receipt = receipt
+        for sink in self.sinks:
+            try:
+                sink(receipt)
+            except Exception:
+                logger.exception("a receipt sink failed")
+        for hook in self._on_round:
+            hook(receipt)
+        return receipt
+
+    def catch_up(self) -> None:
+        """Reload the state from the replicas that moved ahead; the gradients accumulated meanwhile are dropped."""
+        if self.load_state_from_peers():
+            with self.runtime.exclusive():
+                for p in self.params:
+                    p.grad.zero_()
+        else:
+            self._stop.wait(self.poll_s)
+
+    def _step(self, grads: list[torch.Tensor]) -> None:
+        if not all(bool(torch.isfinite(g).all()) for g in grads):
+            logger.warning("skipped a step: the gradients are not finite", extra={"shard": self.shard})
+            return
+        saved = [p.grad for p in self.params]
+        try:
+            for p, g in zip(self.params, grads, strict=True):
+                p.grad = g.to(p.dtype)
+            if self.spec.optimizer.grad_clip:
+                torch.nn.utils.clip_grad_norm_(self.params, self.spec.optimizer.grad_clip)
+            self.optimizer.step()
+        finally:
+            for p, g in zip(self.params, saved, strict=True):
+                p.grad = g
+
+    def _member(self, progress: Progress) -> MemberWork:
+        return MemberWork(self.peer, progress.samples, progress.tokens, progress.flops, progress.seconds)
+
+    @staticmethod
+    def _member_from(peer: Any, data: Any) -> MemberWork | None:
+        if not isinstance(data, dict):
+            return None
+        try:
+            return MemberWork(
+                peer.to_base58() if hasattr(peer, "to_base58") else str(peer),
+                int(data["samples"]),
+                int(data["tokens"]),
+                float(data["flops"]),
+                float(data["seconds"]),
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    def _check_divergence(self, gathered: dict, my_digest: str) -> None:
+        entries = []
+        for peer, data in gathered.items():
+            if isinstance(data, dict) and isinstance(data.get("round"), int) and isinstance(data.get("digest"), str):
+                name = peer.to_base58() if hasattr(peer, "to_base58") else str(peer)
+                entries.append((-data["round"], name, data["digest"]))
+        if not entries:
+            return
+        _, reference_peer, reference_digest = min(entries)
+        if reference_peer != self.peer and reference_digest != my_digest:
+            logger.warning(
+                "parameters diverged from the group; reloading state",
+                extra={"shard": self.shard, "from": reference_peer},
+            )
+            self.load_state_from_peers()
+
+    def _loop(self) -> None:
+        target = self.spec.averaging.target_batch_size
+        while not self._stop.is_set():
+            own = self.runtime.progress.samples
+            self._publish_progress(own)
+            try:
+                total, highest = self._swarm_samples(own)
+            except Exception:
+                logger.exception("could not read the shard's progress")
+                total, highest = own, self.round
+            if highest > self.round:  # the others averaged without us: take their state, drop our stale gradients
+                self.catch_up()
+                continue
+            if total >= target:
+                self.run_round()
+                self._publish_progress(0)
+                continue
+            self._stop.wait(self.poll_s)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name=f"trainer-{self.shard}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.spec.averaging.averaging_timeout_s * 3)
+        self.averager.shutdown()
