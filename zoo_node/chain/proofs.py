@@ -61,7 +61,8 @@ class EpochClaims:
         }
 
     def write(self, path: Path) -> Path:
-        path = Path(path)
+        """Write the claims file atomically; returns its absolute path (`.as_uri()` is what `postRoot` takes)."""
+        path = Path(path).absolute()
         tmp = path.with_name(path.name + ".tmp")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

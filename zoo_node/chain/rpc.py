@@ -8,6 +8,7 @@ backoff; a revert or any other answer of the node is never retried. Reverts of r
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,9 +16,9 @@ from typing import TypeVar
 
 import requests
 from web3 import Web3
-from web3.exceptions import ProviderConnectionError
+from web3.exceptions import BlockNotFound, ProviderConnectionError, TransactionNotFound, Web3RPCError
 
-from zoo_node.chain.errors import RpcUnavailable
+from zoo_node.chain.errors import ChainError, RpcUnavailable
 from zoo_node.chain.revert import revert_from_exception
 
 log = logging.getLogger(__name__)
@@ -47,9 +48,28 @@ class RetryPolicy:
         return [min(self.backoff_s * 2**i, self.backoff_max_s) for i in range(self.max_retries)]
 
 
-def _short(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return text[:200]
+def _rpc_message(exc: Web3RPCError) -> str:
+    error = exc.rpc_response.get("error") if isinstance(exc.rpc_response, dict) else None
+    if isinstance(error, dict) and error.get("message"):
+        return str(error["message"])
+    return short_error(exc)
+
+
+_ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\")\]]+)")
+
+
+def short_error(exc: BaseException) -> str:
+    """One short phrase for a connection failure ("Connection refused", "Read timed out", ...)."""
+    text = str(exc)
+    match = _ERRNO.search(text)
+    if match:
+        return match.group(1).strip()
+    if isinstance(exc, requests.Timeout):
+        return "timed out"
+    if "RemoteDisconnected" in text or "Connection aborted" in text:
+        return "connection closed without an answer"
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return first[:160]
 
 
 class Rpc:
@@ -73,13 +93,17 @@ class Rpc:
                 revert = revert_from_exception(exc)
                 if revert is not None:
                     raise revert from None
+                if isinstance(exc, TransactionNotFound | BlockNotFound):
+                    raise  # an answer the caller handles
+                if isinstance(exc, Web3RPCError):  # the node answered with an error: no retry, one clear line
+                    raise ChainError(f"{self.url}: {what}: {_rpc_message(exc)}") from None
                 if not is_connection_error(exc):
                     raise
                 if attempt == len(delays):
                     raise RpcUnavailable(
-                        f"{self.url}: {what}: the RPC is unreachable after {attempt + 1} attempts ({_short(exc)})"
+                        f"{self.url}: {what}: the RPC is unreachable after {attempt + 1} attempts ({short_error(exc)})"
                     ) from None
-                log.warning("chain: %s: %s; retry %d/%d", what, _short(exc), attempt + 1, len(delays))
+                log.warning("chain: %s: %s; retry %d/%d", what, short_error(exc), attempt + 1, len(delays))
                 self._sleep(delays[attempt])
         raise AssertionError("unreachable")
 

@@ -23,7 +23,7 @@ from web3.types import TxReceipt
 
 from zoo_node.chain.errors import ChainError, ContractRevert, RpcUnavailable, TransactionTimeout
 from zoo_node.chain.revert import decode_revert, revert_from_exception
-from zoo_node.chain.rpc import Rpc, is_connection_error
+from zoo_node.chain.rpc import Rpc, is_connection_error, short_error
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ class TransactionSender:
                 maybe_arrived = True
                 if attempt == len(delays):
                     break
-                log.warning("chain: %s: send: %s; retry %d/%d", what, exc, attempt + 1, len(delays))
+                log.warning("chain: %s: send: %s; retry %d/%d", what, short_error(exc), attempt + 1, len(delays))
                 time.sleep(delays[attempt])
         if maybe_arrived:
             self._next_nonce = None  # it may have arrived: ask the chain next time
