@@ -28,14 +28,16 @@ import math
 import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from zoo_node.control.messages import ed25519_public_from_peer_id
 from zoo_node.errors import ZooError
 from zoo_node.identity import ed25519_public_bytes, peer_id_from_ed25519_public
-from zoo_node.proto import worker_pb2
+
+if TYPE_CHECKING:
+    from zoo_node.proto import worker_pb2
 
 RECEIPT_DOMAIN = b"zoo-node/receipt/v1\n"
 MAX_STRING_BYTES = 256
@@ -140,6 +142,8 @@ def signer_peer_id(key: Ed25519PrivateKey) -> str:
 
 def verify_cosignature(body: RoundBody, peer_id: str, signature: bytes) -> bool:
     """True when `signature` is `peer_id`'s Ed25519 signature of the round digest."""
+    from zoo_node.control.messages import ed25519_public_from_peer_id  # the PeerID <-> key codec, cryptography only
+
     try:
         ed25519_public_from_peer_id(peer_id).verify(bytes(signature), body.digest)
     except (ValueError, InvalidSignature, TypeError):
@@ -196,6 +200,8 @@ class Receipt:
 
     # ---- protobuf (zoo.node.v1.Receipt: what the worker submits, the journal keeps and the gossip carries)
     def to_proto(self) -> worker_pb2.Receipt:
+        from zoo_node.proto import worker_pb2
+
         b = self.body
         return worker_pb2.Receipt(
             run_id=b.run_id,
@@ -228,6 +234,8 @@ class Receipt:
     @classmethod
     def from_bytes(cls, data: bytes) -> Receipt:
         from google.protobuf.message import DecodeError
+
+        from zoo_node.proto import worker_pb2
 
         message = worker_pb2.Receipt()
         try:
