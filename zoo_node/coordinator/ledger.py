@@ -69,6 +69,10 @@ class SettlementLedger:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise LedgerError(f"{self.path.parent}: cannot create the ledger's folder: {exc.strerror}") from None
+        try:
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")

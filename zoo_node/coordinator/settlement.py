@@ -34,13 +34,14 @@ from zoo_node.coordinator.checks import (
     check_peak,
     check_witnesses,
 )
-from zoo_node.coordinator.nodes import NodeDirectory, RegisteredNode
+from zoo_node.coordinator.nodes import ChainNodeDirectory, NodeDirectory, RegisteredNode, WorkerBindings
 from zoo_node.coordinator.sharing import share_pro_rata
 from zoo_node.errors import ZooError
 from zoo_node.peaks import parse_device_label
 from zoo_node.receipts import Receipt, ReceiptError
 
 if TYPE_CHECKING:
+    from zoo_node.chain.client import ChainClient
     from zoo_node.chain.merkle import RewardTree
     from zoo_node.chain.rewards import RewardsClient
     from zoo_node.coordinator.ledger import SettlementLedger
@@ -466,3 +467,65 @@ def load_flops_table(runspec_path: Path, *, timeout_s: float = 120.0) -> dict[st
         return {str(shard): int(flops) for shard, flops in table.items()}
     except (ValueError, AttributeError, TypeError):
         raise SettlementError(f"{runspec_path}: the FLOPs table is not JSON: {proc.stdout[:200]!r}") from None
+
+
+# ---- the coordinator's entry point --------------------------------------------------------------------------
+class EpochSettler:
+    """Settles a run's epochs for the coordinator daemon: reads the run's terms and nodes from the chain, checks the
+    epoch's receipts against the ledger's history, posts the root with the coordinator's account, commits."""
+
+    def __init__(
+        self,
+        chain: ChainClient,
+        ledger: SettlementLedger,
+        *,
+        run_id: int,
+        flops_per_sample: Mapping[str, int],
+        claims_dir: Path,
+        min_nodes: int = 2,
+        require_joined: bool = True,
+    ) -> None:
+        self.chain = chain
+        self.ledger = ledger
+        self.run_id = run_id
+        self.flops_per_sample = dict(flops_per_sample)
+        self.claims_dir = Path(claims_dir)
+        self.min_nodes = min_nodes
+        self.require_joined = require_joined
+
+    def terms(self, epoch: int) -> EpochTerms:
+        run = self.chain.runs.get_run(self.run_id)
+        if run is None:
+            raise SettlementError(f"run {self.run_id} does not exist on chain")
+        return EpochTerms(
+            self.run_id, epoch, run.reward_per_epoch, float(run.epoch_length_s), self.flops_per_sample, self.min_nodes
+        )
+
+    def next_epoch(self) -> int:
+        return self.ledger.last_epoch(self.run_id) + 1
+
+    def epoch_ended(self, epoch: int) -> bool:
+        run = self.chain.runs.get_run(self.run_id)
+        latest = self.chain.rpc.call(lambda: self.chain.w3.eth.get_block("latest"), "latest block")
+        return run is not None and int(latest["timestamp"]) >= run.epoch_end(epoch)
+
+    def settle(
+        self, epoch: int, announcements: Iterable[Announcement], bindings: WorkerBindings
+    ) -> tuple[EpochSettlement, PublishedEpoch]:
+        """Settle `epoch` (it must have ended on chain) and post its root; returns the settlement and the post."""
+        if not self.epoch_ended(epoch):
+            run = self.chain.runs.get_run(self.run_id)
+            ends = run.epoch_end(epoch) if run is not None else "?"
+            raise SettlementError(f"run {self.run_id}: epoch {epoch} has not ended yet (it ends at unix time {ends})")
+        directory = ChainNodeDirectory(self.chain.nodes, self.run_id, bindings, require_joined=self.require_joined)
+        settlement = settle_epoch(
+            self.terms(epoch),
+            announcements,
+            directory,
+            history=CreditHistory(self.ledger.credited(self.run_id)),
+            previous_cumulative=self.ledger.cumulative(self.run_id),
+        )
+        published = publish_epoch(
+            settlement, rewards=self.chain.rewards, claims_dir=self.claims_dir, ledger=self.ledger
+        )
+        return settlement, published
