@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import requests
 from eth_utils import keccak
+from web3 import Web3
 
 from zoo_node.chain.errors import ContractRevert
 from zoo_node.chain.merkle import RewardTree
@@ -126,7 +127,7 @@ def test_every_proof_of_a_1000_leaf_tree_verifies_on_chain(devchain, run):
     distributor = devchain.client().rewards.contract
 
     def eth_call(i: int, account: str, amount: int, proof: list[bytes]) -> dict:
-        data = distributor.encode_abi("claim", [run, account, amount, proof])
+        data = distributor.encode_abi("claim", [run, Web3.to_checksum_address(account), amount, proof])
         return {"jsonrpc": "2.0", "id": i, "method": "eth_call", "params": [{"to": distributor.address, "data": data}]}
 
     # One JSON-RPC batch of 1,000 eth_calls of claim: a call that returns means the proof verified on chain (and the

@@ -7,13 +7,15 @@ siblings from the leaf up. Leaves are sorted by hash before building, so the roo
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from eth_abi import encode
-from eth_utils import is_address, keccak, to_checksum_address
+from eth_utils import keccak, to_checksum_address
 
 from zoo_node.errors import ZooError
+
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 
 
 class MerkleError(ZooError):
@@ -22,7 +24,10 @@ class MerkleError(ZooError):
 
 def leaf_hash(account: str, cumulative_amount: int) -> bytes:
     """OpenZeppelin's standard leaf of `(address account, uint256 cumulativeAmount)`."""
-    return keccak(keccak(encode(["address", "uint256"], [to_checksum_address(account), cumulative_amount])))
+    # abi.encode(address, uint256) is two 32-byte words; packing them by hand is ~20x faster than eth_abi.encode,
+    # which matters for trees of 10,000s of operators (tests compare the two).
+    word = bytes(12) + bytes.fromhex(account[-40:]) + cumulative_amount.to_bytes(32, "big")
+    return keccak(keccak(word))
 
 
 def hash_pair(a: bytes, b: bytes) -> bytes:
@@ -41,7 +46,7 @@ def verify_proof(proof: Sequence[bytes], root: bytes, leaf: bytes) -> bool:
 class RewardTree:
     """A tree over `account -> cumulative amount (wei)`; build it with `RewardTree.build`."""
 
-    amounts: Mapping[str, int]  # checksummed account -> cumulative amount
+    amounts: Mapping[str, int]  # lower-case 0x account -> cumulative amount
     layers: tuple[tuple[bytes, ...], ...]  # layers[0]: sorted leaf hashes; layers[-1]: (root,)
     _index: Mapping[bytes, int] = field(repr=False)
 
@@ -50,14 +55,16 @@ class RewardTree:
         items = leaves.items() if isinstance(leaves, Mapping) else leaves
         amounts: dict[str, int] = {}
         for account, amount in items:
-            if not isinstance(account, str) or not is_address(account):
+            # Accounts are taken case-insensitively (no EIP-55 checksum check: a keccak per leaf would double the
+            # time to build a tree of 10,000s of operators).
+            if not isinstance(account, str) or not _ADDRESS.fullmatch(account):
                 raise MerkleError(f"not an address: {account!r}")
             if not isinstance(amount, int) or isinstance(amount, bool) or not 0 <= amount < 2**256:
                 raise MerkleError(f"{account}: the cumulative amount must be an integer in [0, 2**256), got {amount!r}")
-            checksummed = to_checksum_address(account)
-            if checksummed in amounts:
-                raise MerkleError(f"{checksummed}: appears twice")
-            amounts[checksummed] = amount
+            key = account.lower()
+            if key in amounts:
+                raise MerkleError(f"{to_checksum_address(key)}: appears twice")
+            amounts[key] = amount
         if not amounts:
             raise MerkleError("a reward tree needs at least one leaf")
         level = tuple(sorted(leaf_hash(a, v) for a, v in amounts.items()))
@@ -81,8 +88,8 @@ class RewardTree:
 
     def amount(self, account: str) -> int:
         try:
-            return self.amounts[to_checksum_address(account)]
-        except (KeyError, ValueError):
+            return self.amounts[account.lower()]
+        except (KeyError, AttributeError):
             raise MerkleError(f"{account}: not in the reward tree") from None
 
     def proof(self, account: str) -> list[bytes]:

@@ -41,7 +41,9 @@ class EpochClaims:
 
     @classmethod
     def from_tree(cls, run_id: int, epoch: int, tree: RewardTree) -> EpochClaims:
-        claims = {account: Claim(amount, tree.proof(account)) for account, amount in tree.amounts.items()}
+        claims = {
+            to_checksum_address(account): Claim(amount, tree.proof(account)) for account, amount in tree.amounts.items()
+        }
         return cls(run_id, epoch, tree.root, tree.total, claims)
 
     def claim_of(self, account: str) -> Claim | None:

@@ -47,7 +47,7 @@ class RewardsClient(ContractClient):
         return PoolInfo(bytes(root), epoch, allocated, balance, unallocated)
 
     def claimed(self, run_id: int, account: str) -> int:
-        return self._read("claimed", run_id, account)
+        return self._read("claimed", run_id, Web3.to_checksum_address(account))
 
     def latest_root(self, run_id: int, from_block: int = 0) -> PostedRoot | None:
         """The `RootPosted` event of the run's current root (it carries the claims file's URI), or None."""
@@ -66,7 +66,7 @@ class RewardsClient(ContractClient):
 
     def claim(self, run_id: int, account: str, cumulative_amount: int, proof: list[bytes]) -> tuple[int, TxReceipt]:
         """Claim for `account` (any sender; the coin goes to `account`); returns (amount paid, receipt)."""
-        receipt = self._send("claim", run_id, account, cumulative_amount, proof)
+        receipt = self._send("claim", run_id, Web3.to_checksum_address(account), cumulative_amount, proof)
         paid = self.events_in_receipt("Claimed", receipt)
         return (paid[0]["amount"] if paid else 0), receipt
 
