@@ -44,6 +44,11 @@ class RpcProxy:
         with self._lock:
             self._swallow.add(method)
 
+    def allow(self, method: str) -> None:
+        """Undo `swallow(method)`."""
+        with self._lock:
+            self._swallow.discard(method)
+
     def count(self, method: str) -> int:
         with self._lock:
             return self.calls.count(method)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import concurrent.futures
-import threading
 import time
 
 import pytest
@@ -64,36 +63,29 @@ def test_send_that_never_arrives_fails_clearly_and_the_next_one_works(devchain, 
     assert "after 4 attempts" in str(err.value)
     assert proxy.count("eth_sendRawTransaction") == 4
     assert direct.w3.eth.get_transaction_count(sender.address, "pending") == nonce  # nothing was sent
-    proxy._swallow.clear()
+    proxy.allow("eth_sendRawTransaction")
     client.transfer(recipient, COIN)
     assert direct.w3.eth.get_transaction_count(sender.address) == nonce + 1
 
 
 def test_anvil_killed_while_waiting_for_a_receipt(fresh_devchain):
     chain = fresh_devchain(accounts=3)
-    chain.set_automine(False)  # the transaction waits in the pool: we kill anvil while the client polls
-    client = chain.client(chain.accounts[1], policy=FAST)
-    pending = threading.Event()
-
-    def send():
-        pending.set()
-        return client.transfer(chain.accounts[2].address, COIN)
-
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        future = pool.submit(send)
-        pending.wait(10)
-        _wait_for_pending(chain, chain.accounts[1].address)
-        chain.process.kill()
-        chain.process.wait(10)
-        with pytest.raises(RpcUnavailable, match="receipt: the RPC is unreachable after 4 attempts"):
-            future.result(timeout=30)
-
-
-def _wait_for_pending(chain, address: str, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while chain.rpc.w3.eth.get_transaction_count(address, "pending") == 0:
-        assert time.monotonic() < deadline, "the transaction never reached anvil's pool"
-        time.sleep(0.01)
+    chain.set_automine(False)  # the transaction waits in the pool: we kill anvil while the client polls for it
+    proxy = RpcProxy(chain.rpc_url)  # only to see when the client has started polling
+    try:
+        client = ChainClient.connect(proxy.url, chain.deployment, chain.accounts[1], policy=FAST, check=False)
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            future = pool.submit(client.transfer, chain.accounts[2].address, COIN)
+            deadline = time.monotonic() + 10
+            while proxy.count("eth_getTransactionReceipt") == 0:
+                assert time.monotonic() < deadline and not future.done(), "the client never polled for the receipt"
+                time.sleep(0.01)
+            chain.process.kill()
+            chain.process.wait(10)
+            with pytest.raises(RpcUnavailable, match="receipt: the RPC is unreachable after 4 attempts"):
+                future.result(timeout=30)
+    finally:
+        proxy.close()
 
 
 def test_concurrent_sends_get_consecutive_nonces(devchain):
