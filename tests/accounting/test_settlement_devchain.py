@@ -198,8 +198,15 @@ def test_three_workers_settle_claim_and_are_paid_exactly(devchain, make_home, pa
     # The pool paid exactly two epochs' rewards.
     assert devchain.client().rewards.pool(run_id).balance == 3 * REWARD - 2 * REWARD
 
-    # Per-epoch figures for an owner, as `rewards show --json` lists them.
-    epochs = account_epochs(devchain.client(), run_id, b.owner)
+    # Per-epoch figures for an owner: `zoo-node rewards show --json` (and the library function behind it).
+    shown = cli("rewards", "show", "--home", str(b.home), "--json")
+    assert shown.returncode == 0, shown.stderr
+    (run_shown,) = json.loads(shown.stdout)["runs"]
+    assert run_shown["claimed_wei"] == str(amounts1[b.owner] + amounts2[b.owner]) and run_shown["claimable_wei"] == "0"
+    epochs = run_shown["epochs"]
+    assert epochs == account_epochs(devchain.client(), run_id, b.owner)
+    text = cli("rewards", "show", "--home", str(b.home))
+    assert "epoch 2:" in text.stdout and "CPU-h" in text.stdout and "(claimed)" in text.stdout
     assert [e["epoch"] for e in epochs] == [1, 2]
     assert [int(e["amount_wei"]) for e in epochs] == [amounts1[b.owner], amounts2[b.owner]]
     assert [int(e["verified_flops"]) for e in epochs] == [verified[b.owner], 3 * f1]

@@ -188,16 +188,18 @@ def rewards_show(
     claims: str | None = ClaimsOption,
     json_out: bool = JsonOption,
 ) -> None:
-    """Rewards of this node's owner per run: cumulative, claimed, claimable (no password needed)."""
+    """Rewards of this node's owner per run: cumulative, claimed, claimable (no password needed); and per epoch the
+    coordinator's figures: verified FLOPs, GPU-hours, MFU, amount, claimed."""
     from zoo_node.chain.operator import format_coins, reward_status
+    from zoo_node.coordinator.report import account_epochs
 
     home_path, config, identity = _node_context(home)
     account = _reward_account(config, identity)
-    rewards = reward_status(
-        _client(home_path, config), account, run_ids=[run] if run is not None else None, claims_location=claims
-    )
+    client = _client(home_path, config)
+    rewards = reward_status(client, account, run_ids=[run] if run is not None else None, claims_location=claims)
+    epochs = {r.run_id: account_epochs(client, r.run_id, account) for r in rewards}
     if json_out:
-        _echo_json({"account": account, "runs": [r.as_dict() for r in rewards]})
+        _echo_json({"account": account, "runs": [{**r.as_dict(), "epochs": epochs[r.run_id]} for r in rewards]})
         return
     if not rewards:
         typer.echo(f"no rewards posted yet for {account}")
@@ -207,6 +209,15 @@ def rewards_show(
             f"claimable {format_coins(r.claimable)}"
         )
         typer.echo(line + (f" ({r.problem})" if r.problem else ""))
+        for e in epochs[r.run_id]:
+            if "problem" in e:
+                continue
+            mfu = "n/a" if e["mfu"] is None else f"{100 * e['mfu']:.1f}%"
+            typer.echo(
+                f"  epoch {e['epoch']}: {float(e['verified_flops']):.3g} verified FLOPs, {e['gpu_hours']:.2f} GPU-h, "
+                f"{e['cpu_hours']:.2f} CPU-h, MFU {mfu}, earned {format_coins(int(e['amount_wei']))}"
+                f"{' (claimed)' if e['claimed'] else ''}"
+            )
 
 
 @rewards_app.command("claim")
