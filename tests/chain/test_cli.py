@@ -182,3 +182,27 @@ def test_chain_devnet_serves_until_stopped_and_takes_anvil_with_it(tmp_path, how
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_a_cold_owner_registers_and_withdraws_with_its_own_keystore(chain_node_home, password_file, devchain, tmp_path):
+    from eth_account import Account
+
+    from tests.fixtures.homes import TEST_PASSWORD, TEST_SCRYPT_N
+    from zoo_node.config import CONFIG_FILE, read_config_file, write_config
+
+    home, identity = chain_node_home
+    cold = devchain.accounts[7]
+    layer = read_config_file(home / CONFIG_FILE)
+    write_config(home / CONFIG_FILE, {**layer, "owner_address": cold.address})
+    _one_line_error(_cli(home, password_file, "register"), f"owned by {cold.address}", "--owner-keystore")
+    keystore = tmp_path / "owner.json"
+    keystore.write_text(json.dumps(Account.encrypt(cold.key, TEST_PASSWORD, iterations=TEST_SCRYPT_N)))
+    owner_args = ("--owner-keystore", str(keystore), "--owner-password-file", str(password_file))
+    node = _ok(_cli(home, password_file, "register", *owner_args, "--json"))
+    assert node["owner"] == cold.address and node["operator"] == identity.operator_address
+    assert _ok(run_in_process("rewards", "show", "--home", str(home), "--json"))["account"] == cold.address
+    _ok(_cli(home, password_file, "deregister", "--json"))  # the operator may start the exit
+    devchain.increase_time(devchain.deployment.unbonding_period_s)
+    _one_line_error(_cli(home, password_file, "withdraw"), "--owner-keystore")
+    done = _ok(_cli(home, password_file, "withdraw", *owner_args, "--json"))
+    assert done["owner"] == cold.address and done["withdrawn_wei"] == str(COIN)

@@ -5,7 +5,8 @@
 
 anvil is `node_modules/.bin/anvil` (installed by scripts/setup.sh from npm). It listens on port 0 and we read the
 port it got from its output, so there is no race for a port. It is stopped on `stop()`, on leaving the `with`,
-when the object is collected, at interpreter exit, and (Linux) when the process that started it dies.
+when the object is collected, at interpreter exit, and (Linux, when started from the main thread) when the process
+that started it dies, even by SIGKILL.
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ import contextlib
 import ctypes
 import json
 import logging
-import os
 import re
 import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 import weakref
 from pathlib import Path
@@ -189,7 +190,8 @@ def launch_anvil(
             stdout=log_file,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent if os.name == "posix" else None,
+            # PR_SET_PDEATHSIG fires when the *thread* that forked exits: only ask for it from the main thread.
+            preexec_fn=_die_with_parent if threading.current_thread() is threading.main_thread() else None,
         )
     try:
         bound_host, bound_port = _wait_listening(process, log_path, start_timeout_s)
