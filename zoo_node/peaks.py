@@ -6,6 +6,7 @@ peak), so it imports nothing heavy.
 
 from __future__ import annotations
 
+import functools
 import re
 
 # Peak dense bf16 tensor-core throughput (TFLOP/s, without sparsity) by GPU model.
@@ -49,6 +50,7 @@ _IGNORED_TOKENS = frozenset({"NVIDIA", "GEFORCE", "TESLA", "HBM", "HBM2", "HBM2E
 _MEMORY_TOKEN = re.compile(r"^\d+(GB|G|GIB)$")
 
 
+@functools.lru_cache(maxsize=256)
 def normalise_gpu_name(name: str) -> str | None:
     """The table's model for a driver's device name ("NVIDIA H100 80GB HBM3" -> "H100 SXM"), or None."""
     tokens = {t for t in re.split(r"[^A-Z0-9]+", name.upper()) if t}

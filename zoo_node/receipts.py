@@ -23,6 +23,7 @@ Importable by every layer: only `cryptography`, protobuf and our identity helper
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import math
 import struct
@@ -87,7 +88,7 @@ class RoundBody:
         except (TypeError, AttributeError):
             raise ReceiptError(f"receipt members: not a list of (peer_id, samples): {self.members!r}") from None
         object.__setattr__(self, "members", members)
-        self.encode()  # validates every field
+        self._encoding  # noqa: B018 - validates every field (and keeps the bytes)
 
     @classmethod
     def of(cls, run_id: int, shard: str, round: int, samples: Mapping[str, int]) -> RoundBody:
@@ -96,6 +97,10 @@ class RoundBody:
 
     def encode(self) -> bytes:
         """The canonical bytes (see the module docstring)."""
+        return self._encoding
+
+    @functools.cached_property
+    def _encoding(self) -> bytes:
         if not self.members:
             raise ReceiptError("receipt members: a round has at least one member")
         if len(self.members) > MAX_MEMBERS:
@@ -110,9 +115,9 @@ class RoundBody:
             parts += [_str("member peer_id", member.peer_id), _u64(f"samples of {member.peer_id}", member.samples)]
         return b"".join(parts)
 
-    @property
+    @functools.cached_property
     def digest(self) -> bytes:
-        """sha256 of the canonical encoding: what every member signs."""
+        """sha256 of the canonical encoding: what every member signs (computed once; the body is immutable)."""
         return hashlib.sha256(self.encode()).digest()
 
     @property
@@ -149,6 +154,18 @@ def verify_cosignature(body: RoundBody, peer_id: str, signature: bytes) -> bool:
     except (ValueError, InvalidSignature, TypeError):
         return False
     return True
+
+
+VerifiedCache = dict[tuple[bytes, str, bytes], bool]
+
+
+def _verified(body: RoundBody, peer_id: str, signature: bytes, cache: VerifiedCache | None) -> bool:
+    if cache is None:
+        return verify_cosignature(body, peer_id, signature)
+    key = (body.digest, peer_id, signature)
+    if key not in cache:
+        cache[key] = verify_cosignature(body, peer_id, signature)
+    return cache[key]
 
 
 @dataclass(frozen=True)
@@ -190,11 +207,13 @@ class Receipt:
     def with_cosignatures(self, signatures: Mapping[str, bytes]) -> Receipt:
         return dataclasses.replace(self, cosignatures={**self.cosignatures, **signatures})
 
-    def check_cosignatures(self) -> CosignatureCheck:
+    def check_cosignatures(self, cache: VerifiedCache | None = None) -> CosignatureCheck:
+        """Which co-signatures are missing, invalid or by strangers. `cache` remembers verifications across the
+        copies of one round (every member announces the same signatures: each is verified once)."""
         members = set(self.body.peer_ids)
         missing = tuple(p for p in self.body.peer_ids if p not in self.cosignatures)
         signed = [p for p in self.body.peer_ids if p in self.cosignatures]
-        invalid = tuple(p for p in signed if not verify_cosignature(self.body, p, self.cosignatures[p]))
+        invalid = tuple(p for p in signed if not _verified(self.body, p, self.cosignatures[p], cache))
         strangers = tuple(sorted(p for p in self.cosignatures if p not in members))
         return CosignatureCheck(missing, invalid, strangers)
 

@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from zoo_node.coordinator.nodes import NodeDirectory, RegisteredNode
-from zoo_node.receipts import Receipt
+from zoo_node.receipts import Receipt, VerifiedCache
 
 
 class Reason(enum.StrEnum):
@@ -102,9 +102,11 @@ def check_identity(
     return node, workers
 
 
-def check_cosignatures(receipt: Receipt, workers: tuple[str, ...], copies: list[Receipt]) -> None:
+def check_cosignatures(
+    receipt: Receipt, workers: tuple[str, ...], copies: list[Receipt], cache: VerifiedCache | None = None
+) -> None:
     """Step 3: every member co-signed this digest; tell a changed sample count from a forged signature."""
-    check = receipt.check_cosignatures()
+    check = receipt.check_cosignatures(cache)
     if check.missing:
         raise Refused(Reason.MISSING_COSIGNATURE, f"no co-signature from {', '.join(check.missing)}")
     if check.strangers:
@@ -118,7 +120,7 @@ def check_cosignatures(receipt: Receipt, workers: tuple[str, ...], copies: list[
             if copy.digest == receipt.digest or not all(copy.body.samples_of(w) is not None for w in workers):
                 continue
             witnessed = sum(copy.body.samples_of(w) or 0 for w in workers)
-            if witnessed < claimed and copy.check_cosignatures().ok:
+            if witnessed < claimed and copy.check_cosignatures(cache).ok:
                 raise Refused(
                     Reason.SAMPLES_NOT_WITNESSED,
                     f"claims {claimed} samples; the group co-signed {witnessed} (digest {copy.digest.hex()[:16]})",

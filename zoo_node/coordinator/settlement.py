@@ -38,7 +38,7 @@ from zoo_node.coordinator.nodes import ChainNodeDirectory, NodeDirectory, Regist
 from zoo_node.coordinator.sharing import share_pro_rata
 from zoo_node.errors import ZooError
 from zoo_node.peaks import parse_device_label
-from zoo_node.receipts import Receipt, ReceiptError
+from zoo_node.receipts import Receipt, ReceiptError, VerifiedCache
 
 if TYPE_CHECKING:
     from zoo_node.chain.client import ChainClient
@@ -310,6 +310,7 @@ def settle_epoch(
     rejections: list[Rejection] = []
     nodes: dict[str, NodeFigures] = {}
     seen: set[tuple[str, bytes]] = set()
+    verified: VerifiedCache = {}  # every member announces the same co-signatures: verify each once
     duplicates = 0
     for announcement, receipt, error in parsed:
         who = announcement.announcer
@@ -326,7 +327,7 @@ def settle_epoch(
             if (who, receipt.digest) in seen:
                 duplicates += 1
                 continue
-            check_cosignatures(receipt, workers, copies[(body.run_id, body.shard, body.round)])
+            check_cosignatures(receipt, workers, copies[(body.run_id, body.shard, body.round)], verified)
             check_witnesses(receipt, directory, terms.min_nodes)
             check_not_credited(receipt, workers, history, terms.epoch)
             samples = sum(body.samples_of(w) or 0 for w in workers)
