@@ -174,6 +174,10 @@ def test_chain_devnet_serves_until_stopped_and_takes_anvil_with_it(tmp_path, how
         client = ChainClient.connect(info["rpc_url"], tmp_path / "devnet.json")
         assert client.nodes.min_stake() == COIN and len(info["accounts"]) == 3
         assert client.balance(info["accounts"][1]["address"]) == 10_000 * COIN
+        from eth_account import Account
+
+        assert all(Account.from_key(a["private_key"]).address == a["address"] for a in info["accounts"])
+        assert info["accounts"][0]["private_key"].startswith("0x")
         proc.send_signal(how)
         code = proc.wait(timeout=20)
         assert code == (0 if how != signal.SIGKILL else -signal.SIGKILL), proc.stderr.read()

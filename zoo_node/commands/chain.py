@@ -303,6 +303,8 @@ def chain_devnet(
     json_out: bool = JsonOption,
 ) -> None:
     """Start anvil with the contracts deployed, print the deployment, and run until interrupted (Ctrl-C, SIGTERM)."""
+    from web3 import Web3
+
     from zoo_node.chain.devchain import start_devchain
 
     stop = threading.Event()
@@ -318,7 +320,7 @@ def chain_devnet(
             "pid": chain.pid,
             "deployment_file": str(chain.deployment_file),
             "deployment": chain.deployment.as_dict(),
-            "accounts": [{"address": a.address, "private_key": a.key.hex()} for a in chain.accounts],
+            "accounts": [{"address": a.address, "private_key": Web3.to_hex(a.key)} for a in chain.accounts],
         }
         if json_out:
             _echo_json(info)
