@@ -13,6 +13,7 @@ import typer
 from zoo_node import __version__
 from zoo_node.commands import chain as chain_commands
 from zoo_node.commands import control as control_commands
+from zoo_node.commands import coordinator as coordinator_commands
 from zoo_node.commands import keys as keys_commands
 from zoo_node.commands import service as service_commands
 from zoo_node.commands import worker as worker_commands
@@ -52,6 +53,7 @@ def _root(
 
 # Command groups. Each area adds one line here; the modules import heavy libraries lazily.
 keys_commands.register(app)
+coordinator_commands.register(app)
 chain_commands.register(app)
 control_commands.register(app)
 service_commands.register(app)

@@ -140,6 +140,30 @@ class WorkerConfig(_Section):
     )
 
 
+class CoordinatorConfig(_Section):
+    """The run owner's coordinator (`zoo-node coordinator run`) and its CoordinatorService API."""
+
+    listen: str = Field(
+        "127.0.0.1:31340",
+        pattern=r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$",
+        description="host:port of the CoordinatorService gRPC API (port 0 picks a free one; the address it got is "
+        "written to run/coordinator.addr in the home, where the dashboard and queries find it).",
+    )
+    admin_token_file: Path = Field(
+        Path("coordinator.token"),
+        description="Bearer token of the API's state-changing calls (settle, pause, resume, close), created (mode "
+        "0600) when missing. Relative paths are in the home.",
+    )
+    sample_interval_s: float = Field(5.0, gt=0, description="Seconds between samples of the run's time series.")
+    settle_poll_s: float = Field(10.0, gt=0, description="Seconds between checks for ended epochs to settle.")
+    max_request_bytes: int = Field(
+        64 * 1024,
+        gt=0,
+        le=4 * 1024 * 1024,
+        description="API requests larger than this are refused with INVALID_ARGUMENT.",
+    )
+
+
 class NodeConfig(_Section):
     """Everything `zoo-node` reads from config.toml, the environment and flags."""
 
@@ -157,6 +181,9 @@ class NodeConfig(_Section):
     swarm: SwarmConfig = Field(default_factory=SwarmConfig, description="Control-plane swarm.")
     api: ApiConfig = Field(default_factory=ApiConfig, description="Local API and metrics.")
     worker: WorkerConfig = Field(default_factory=WorkerConfig, description="Data-plane worker.")
+    coordinator: CoordinatorConfig = Field(
+        default_factory=CoordinatorConfig, description="Run coordinator (run owners only)."
+    )
 
 
 # Defaults a fresh `zoo-node init --network NAME` writes into config.toml, beyond the model's own.
