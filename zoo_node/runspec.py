@@ -96,7 +96,6 @@ class RunSpec(_Section):
     model_seed: int = Field(0, ge=0, description="Seed of the initial weights (every replica starts equal).")
     max_steps: int | None = Field(None, ge=1, description="Drivers stop after this many local steps.")
     checkpoint_period_s: float = Field(300.0, gt=0, description="Seconds between checkpoints of a worker's shards.")
-    aux_loss_coef: float = Field(0.01, ge=0, description="Weight of the MoE load-balancing loss in the total loss.")
     partition: PartitionSpec = Field(default_factory=PartitionSpec)
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
     averaging: AveragingSpec = Field(default_factory=AveragingSpec)

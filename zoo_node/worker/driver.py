@@ -54,9 +54,16 @@ class Driver:
     """Runs micro-batches until `max_steps` (or stopped), logging each step's mean loss to `log_path` (JSON lines)."""
 
     def __init__(
-        self, spec: RunSpec, node: str, stream: TokenStream, pipeline: Pipeline, log_path: Path | None
+        self,
+        spec: RunSpec,
+        node: str,
+        stream: TokenStream,
+        pipeline: Pipeline,
+        log_path: Path | None,
+        uncovered: Callable[[], list[str]] = list,
     ) -> None:
         self.spec, self.node, self.stream, self.pipeline, self.log_path = spec, node, stream, pipeline, log_path
+        self.uncovered = uncovered
         self.step = 0
         self.failed = 0
         self.losses: list[float] = []
@@ -92,12 +99,26 @@ class Driver:
                 out.write(json.dumps({**entry, "seconds": time.monotonic() - started}) + "\n")
         return mean
 
+    def _wait_for_coverage(self) -> None:
+        """Until every shard of the run has a live replica (the swarm is still gathering, or a shard lost its
+        last replica and waits for a newcomer)."""
+        while not self._stop.is_set():
+            missing = self.uncovered()
+            if not missing:
+                return
+            logger.info("waiting for shards to be served", extra={"missing": missing})
+            self._stop.wait(self.spec.routing.announce_period_s)
+
     def _loop(self) -> None:
         try:
+            self._wait_for_coverage()
             while not self._stop.is_set():
                 if self.spec.max_steps is not None and self.step >= self.spec.max_steps:
                     break
-                self.run_step(self.step)
+                if self.run_step(self.step) is None:  # every micro-batch failed: wait for coverage, retry the step
+                    self._stop.wait(self.spec.routing.announce_period_s)
+                    self._wait_for_coverage()
+                    continue
                 self.step += 1
         except Exception:
             logger.exception("the driver stopped on an error")

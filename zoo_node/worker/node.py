@@ -108,7 +108,7 @@ class WorkerNode:
     def choose(self) -> list[str]:
         """The shards to serve: the given ones (validated), else Petals' rule on the announced coverage."""
         names = shard_names(self.spec)
-        if self.options.shards:
+        if self.options.shards is not None:
             unknown = [s for s in self.options.shards if s not in names]
             if unknown:
                 raise WorkerError(f"shards {unknown} are not shards of run {self.spec.name} ({', '.join(names)})")
@@ -140,7 +140,7 @@ class WorkerNode:
 
     def start(self) -> None:
         from zoo_node.data.sharding import TokenStream
-        from zoo_node.worker.driver import Driver, Pipeline
+        from zoo_node.worker.driver import Driver
         from zoo_node.worker.shards import model_parts
 
         torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
@@ -150,10 +150,11 @@ class WorkerNode:
         r = self.spec.routing
         self.router = Router(self._lookup)
         self.local_router = Router(lambda s: [ServerRecord(peer=self.peer, shard=s, expires=float("inf"))])
-        self._make_call = self._call_factory({"stage/0"})
         for shard in shards:
             backend = build_backend(self.spec, shard, self._call_group)
             self.runtimes[shard] = ShardRuntime(backend, activation_ttl_s=r.activation_ttl_s)
+        # The driver's own stage 0 always runs here; every other shard goes where the router sends it.
+        self._make_call = self._call_factory({"stage/0"} & set(self.runtimes))
         self.transport = Transport(self.p2p, self.loop, self.spec.name, self.peer, self.runtimes)
         sinks: list[ReceiptSink] = [JsonlReceiptLog(self.dir / "receipts.jsonl"), *self.options.extra_sinks]
         for shard, runtime in self.runtimes.items():
@@ -193,13 +194,33 @@ class WorkerNode:
                 seq_len=d.seq_len,
                 micro_batch_size=d.micro_batch_size,
             )
-            config, partition = model_parts(self.spec)
+            config, _partition = model_parts(self.spec)
             if stream_vocab_too_big(d.tokenizer, config.vocab_size):
                 raise WorkerError(f"tokenizer {d.tokenizer} does not fit the vocabulary of {self.spec.model}")
-            pipeline = Pipeline(partition.n_stages, self._make_call)
-            self.driver = Driver(self.spec, self.peer, stream, pipeline, self.dir / f"driver-{self.peer}.jsonl")
+            pipeline = self.pipeline()
+            all_shards = shard_names(self.spec)
+            self.driver = Driver(
+                self.spec,
+                self.peer,
+                stream,
+                pipeline,
+                self.dir / f"driver-{self.peer}.jsonl",
+                uncovered=lambda: self.router.uncovered(all_shards),
+            )
             self.driver.start(first_step=self._first_step())
         self._write_status()
+
+    def pipeline(self) -> Any:
+        """The pipeline through this run's stages, as this worker's driver (or a client) calls it."""
+        from zoo_node.worker.driver import Pipeline
+        from zoo_node.worker.shards import model_parts
+
+        _, partition = model_parts(self.spec)
+        return Pipeline(partition.n_stages, self._make_call)
+
+    def inspect(self, peer: str, shard: str) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """A served shard's parameters and accumulated gradients, by parameter name (over `rpc_inspect`)."""
+        return self.transport.inspect(peer, shard)
 
     def _first_step(self) -> int:
         # A restarted driver continues from its stage 0's round (one round per step when the swarm is balanced).

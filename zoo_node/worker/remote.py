@@ -17,14 +17,14 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 import torch
-from hivemind.p2p import PeerID
+from hivemind.p2p import P2PHandlerError, PeerID
 from hivemind.utils.asyncio import as_aiter
 
 from zoo_node.errors import ZooError
 from zoo_node.worker.routing import NoReplica, Router
 from zoo_node.worker.runtime import ShardRuntime
 from zoo_node.worker.servicer import ShardServicer
-from zoo_node.worker.wire import decode_stream, encode
+from zoo_node.worker.wire import decode, decode_stream, encode
 
 logger = logging.getLogger(__name__)
 _call_ids = itertools.count()
@@ -32,6 +32,11 @@ _call_ids = itertools.count()
 
 class CallFailed(ZooError):
     """A forward or backward could not be completed by any replica."""
+
+
+def is_nested_failure(exc: BaseException) -> bool:
+    """Whether a call failed because a shard the callee called had no working replica (not the callee's fault)."""
+    return isinstance(exc, CallFailed | NoReplica) or "failed on every replica tried" in str(exc)
 
 
 class Transport:
@@ -49,7 +54,14 @@ class Transport:
     def _remote(self, method: str, peer: str, messages: list, timeout: float) -> list[torch.Tensor]:
         async def call() -> list[torch.Tensor]:
             stub = ShardServicer.get_stub(self.p2p, PeerID.from_base58(peer), namespace=self.namespace)
-            stream = await getattr(stub, method)(as_aiter(*messages))
+            if len(messages) == 1:  # fits in one p2pd message: the unary RPC (persistent connection, no stream)
+                try:
+                    tensors, _ = decode([await getattr(stub, method)(messages[0])])
+                    return tensors
+                except P2PHandlerError as exc:
+                    if "TooLargeForOneMessage" not in str(exc) and "use the streaming RPC" not in str(exc):
+                        raise
+            stream = await getattr(stub, method + "_stream")(as_aiter(*messages))
             tensors, _ = await decode_stream(stream)
             return tensors
 
@@ -78,6 +90,17 @@ class Transport:
             return runtime.backward(f"{peer}/{header['key']}", grads, header, inputs=inputs, timeout=timeout)
         tensors = list(grads) + list(inputs or [])
         return self._remote("rpc_backward", peer, encode(tensors, {**header, "n_grads": len(grads)}), timeout)
+
+    def inspect(self, peer: str, shard: str, timeout: float = 30.0) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """(parameter, accumulated gradient) of every parameter of `shard` on `peer`, by name."""
+        from hivemind.proto import runtime_pb2
+
+        async def call() -> tuple[list[torch.Tensor], dict]:
+            stub = ShardServicer.get_stub(self.p2p, PeerID.from_base58(peer), namespace=self.namespace)
+            return await decode_stream(await stub.rpc_inspect(runtime_pb2.ExpertUID(uid=shard)))
+
+        tensors, header = asyncio.run_coroutine_threadsafe(asyncio.wait_for(call(), timeout), self.loop).result()
+        return {name: (tensors[2 * i], tensors[2 * i + 1]) for i, name in enumerate(header["names"])}
 
 
 class ShardCall:
@@ -117,11 +140,13 @@ class ShardCall:
                 last_error = exc
                 exclude.add(record.peer)
                 self.attempts.append(f"{record.peer}: {type(exc).__name__}: {exc}")
+                nested = is_nested_failure(exc)
                 logger.warning(
-                    "call failed; replica banned",
+                    "call failed" + ("" if nested else "; replica banned"),
                     extra={"shard": self.shard, "peer": record.peer, "call": fn_name, "why": str(exc)[:300]},
                 )
-                self.router.ban(self.shard, record)
+                if not nested:  # a replica whose own downstream calls failed is not at fault
+                    self.router.ban(self.shard, record)
             finally:
                 self.router.finished(self.shard, record.peer, self.tokens)
         raise CallFailed(f"{fn_name} of {self.shard} failed on every replica tried: {last_error}")

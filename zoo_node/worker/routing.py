@@ -74,14 +74,18 @@ class Router:
                     )
         raise NoReplica(f"no live replica serves {shard} (all absent, banned or tried)")
 
-    def ban(self, shard: str, record: ServerRecord) -> None:
-        """Ban a replica for this shard until its record expires (at least a second)."""
+    def ban(self, shard: str, record: ServerRecord, longest_s: float = 60.0) -> None:
+        """Ban a replica for this shard until its record expires (at least a second, at most `longest_s`)."""
         from hivemind.utils.timed_storage import get_dht_time
 
-        left = max(1.0, record.expires - get_dht_time())
+        left = min(longest_s, max(1.0, record.expires - get_dht_time()))
         with self._lock:
             self._banned[(shard, record.peer)] = time.monotonic() + left
             self.bans += 1
+
+    def uncovered(self, shards: list[str]) -> list[str]:
+        """The shards among `shards` that no live replica serves now."""
+        return [s for s in shards if not self.replicas(s, fresh=True)]
 
     def is_banned(self, shard: str, peer: str) -> bool:
         return self._banned.get((shard, peer), 0.0) > time.monotonic()

@@ -22,7 +22,7 @@ from hivemind.utils.serializer import MSGPackSerializer
 
 from zoo_node.errors import ZooError
 from zoo_node.worker.runtime import ShardRuntime
-from zoo_node.worker.wire import BadTensorError, decode_stream, encode_response
+from zoo_node.worker.wire import BadTensorError, decode, decode_stream, encode_response, single_response
 
 logger = logging.getLogger(__name__)
 
@@ -73,21 +73,14 @@ class ShardServicer(ServicerBase):
             )
             raise BadTensorError(f"refused: {exc}") from None
 
-    async def rpc_forward(
-        self, requests: AsyncIterator[runtime_pb2.ExpertRequest], context: P2PContext
-    ) -> AsyncIterator[runtime_pb2.ExpertResponse]:
-        inputs, header = await decode_stream(requests)
+    async def _forward(self, inputs: list, header: dict[str, Any], context: P2PContext) -> tuple[list, str]:
         runtime = self._runtime(header, context)
         outputs = await self._run(
             context, runtime.forward, self._key(header, context), inputs, header, timeout=self.call_timeout_s
         )
-        for message in encode_response(outputs, {"shard": runtime.name}):
-            yield message
+        return outputs, runtime.name
 
-    async def rpc_backward(
-        self, requests: AsyncIterator[runtime_pb2.ExpertRequest], context: P2PContext
-    ) -> AsyncIterator[runtime_pb2.ExpertResponse]:
-        tensors, header = await decode_stream(requests)
+    async def _backward(self, tensors: list, header: dict[str, Any], context: P2PContext) -> tuple[list, str]:
         runtime = self._runtime(header, context)
         n_grads = int(header.get("n_grads", len(tensors)))
         grads, inputs = tensors[:n_grads], (tensors[n_grads:] or None)
@@ -100,7 +93,30 @@ class ShardServicer(ServicerBase):
             inputs=inputs,
             timeout=self.call_timeout_s,
         )
-        for message in encode_response(result, {"shard": runtime.name}):
+        return result, runtime.name
+
+    # Unary RPCs for messages that fit in one p2pd message (they reuse p2pd's persistent connection: several times
+    # faster than a stream); the *_stream RPCs for larger ones.
+    async def rpc_forward(self, request: runtime_pb2.ExpertRequest, context: P2PContext) -> runtime_pb2.ExpertResponse:
+        outputs, name = await self._forward(*decode([request]), context)
+        return single_response(outputs, {"shard": name})
+
+    async def rpc_backward(self, request: runtime_pb2.ExpertRequest, context: P2PContext) -> runtime_pb2.ExpertResponse:
+        grads, name = await self._backward(*decode([request]), context)
+        return single_response(grads, {"shard": name})
+
+    async def rpc_forward_stream(
+        self, requests: AsyncIterator[runtime_pb2.ExpertRequest], context: P2PContext
+    ) -> AsyncIterator[runtime_pb2.ExpertResponse]:
+        outputs, name = await self._forward(*await decode_stream(requests), context)
+        for message in encode_response(outputs, {"shard": name}):
+            yield message
+
+    async def rpc_backward_stream(
+        self, requests: AsyncIterator[runtime_pb2.ExpertRequest], context: P2PContext
+    ) -> AsyncIterator[runtime_pb2.ExpertResponse]:
+        grads, name = await self._backward(*await decode_stream(requests), context)
+        for message in encode_response(grads, {"shard": name}):
             yield message
 
     async def rpc_info(self, request: runtime_pb2.ExpertUID, context: P2PContext) -> runtime_pb2.ExpertInfo:

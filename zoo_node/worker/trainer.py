@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -74,7 +75,7 @@ class ShardTrainer:
         client_mode: bool,
         sinks: Sequence[ReceiptSink] = (),
         home: Path | None = None,
-        poll_s: float = 0.25,
+        poll_s: float = 0.5,
     ) -> None:
         self.spec = spec
         self.runtime = runtime
@@ -309,9 +310,15 @@ class ShardTrainer:
 
     def _loop(self) -> None:
         target = self.spec.averaging.target_batch_size
+        republish_s = self.spec.routing.record_ttl_s / 2
+        published: tuple[int, int] | None = None
+        published_at = 0.0
         while not self._stop.is_set():
             own = self.runtime.progress.samples
-            self._publish_progress(own)
+            # Publish on change (and before the record would expire): DHT traffic stays proportional to work.
+            if published != (self.round, own) or time.monotonic() - published_at > republish_s:
+                self._publish_progress(own)
+                published, published_at = (self.round, own), time.monotonic()
             try:
                 total, highest = self._swarm_samples(own)
             except Exception:
@@ -322,7 +329,6 @@ class ShardTrainer:
                 continue
             if total >= target:
                 self.run_round()
-                self._publish_progress(0)
                 continue
             self._stop.wait(self.poll_s)
 

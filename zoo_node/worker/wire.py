@@ -53,6 +53,18 @@ def encode_response(tensors: Sequence[torch.Tensor], header: dict[str, Any]) -> 
     return [runtime_pb2.ExpertResponse(tensors=m.tensors, metadata=m.metadata) for m in encode(tensors, header)]
 
 
+def single_response(tensors: Sequence[torch.Tensor], header: dict[str, Any]) -> runtime_pb2.ExpertResponse:
+    """One response message; `TooLargeForOneMessage` if the tensors need streaming."""
+    messages = encode_response(tensors, header)
+    if len(messages) != 1:
+        raise TooLargeForOneMessage(f"the response needs {len(messages)} messages; use the streaming RPC")
+    return messages[0]
+
+
+class TooLargeForOneMessage(ZooError):
+    """A unary RPC's result does not fit in one p2pd message: the caller retries with the streaming RPC."""
+
+
 def _decode_parts(parts: Iterable[runtime_pb2.Tensor]) -> list[torch.Tensor]:
     tensors, pending = [], []
     for part in parts:
