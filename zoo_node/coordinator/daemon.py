@@ -466,13 +466,22 @@ class Coordinator:
             (peer, addrs)
             for peer, node in self._registered.items()
             if peer not in self._connected
-            and (addrs := dialable(node))
+            and (addrs := self._dial_addrs(node))
             and self._dial_after.get(peer, (0.0, 0.0))[0] <= now
         ]
         random.shuffle(targets)
         await asyncio.gather(*(self._dial(peer, addrs) for peer, addrs in targets[:missing]))
         with contextlib.suppress(SwarmStopped):
             self._connected = await self.swarm.connected_peers()
+
+    def _dial_addrs(self, node: RegisteredNode) -> list[str]:
+        """Where to dial a registered node: the multiaddrs it publishes on chain, else those its last heartbeat
+        (remembered across restarts) announced."""
+        addrs = dialable(node)
+        record = self.book.get(node.peer_id) if self.book is not None else None
+        if not addrs and record is not None:
+            addrs = dialable(RegisteredNode(node.peer_id, node.operator, tuple(record.multiaddrs)))
+        return addrs
 
     async def _dial(self, peer: str, addrs: list[str]) -> None:
         assert self.swarm is not None
@@ -686,7 +695,8 @@ class Coordinator:
         from zoo_node.coordinator.views import epoch_summary
 
         assert self.store is not None
-        epochs = await self.db(self._ledger_reader.epochs, self.run_id)
+        # Only epochs whose settlement finished (receipts marked, figures loaded): what GetRun counts too.
+        epochs = [e for e in await self.db(self._ledger_reader.epochs, self.run_id) if e.epoch in self._settled]
         times = await self.db(self.store.settled_times, self.run_id)
         return pb.ListEpochsReply(epochs=[epoch_summary(e, times.get(e.epoch, 0.0)) for e in epochs])
 
@@ -694,6 +704,8 @@ class Coordinator:
         from zoo_node.coordinator.views import epoch_view
 
         assert self.store is not None
+        if epoch not in self._settled:
+            return None
         settled = await self.db(self._ledger_reader.epoch, self.run_id, epoch)
         if settled is None:
             return None

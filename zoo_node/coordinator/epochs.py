@@ -144,6 +144,23 @@ class EpochKeeper:
             return None
         epoch, intent = unfinished
         logger.info("run %d: finishing the interrupted settlement of epoch %d", self.run_id, epoch)
+        committed = self.ledger.epoch(self.run_id, epoch)
+        if committed is not None:
+            # Only the receipts were left to mark. (Settling again would check them against a history that now
+            # holds them, and refuse them all as replays.)
+            self.store.finish_intent(self.run_id, epoch, intent["receipt_ids"])
+            counts = committed.report.get("counts", {})
+            return SettledOutcome(
+                epoch=epoch,
+                root=committed.root,
+                allocated=committed.allocated,
+                paid=int(committed.report.get("paid_wei", 0)),
+                accepted=int(counts.get("accepted", 0)),
+                rejected=int(counts.get("rejected", 0)),
+                receipts=len(intent["receipt_ids"]),
+                posted=False,
+                recovered=True,
+            )
         receipts = self.store.receipts_by_id(intent["receipt_ids"])
         if len(receipts) != len(intent["receipt_ids"]):
             raise SettlementError(f"run {self.run_id} epoch {epoch}: receipts of the journaled intent are missing")
@@ -181,12 +198,8 @@ class EpochKeeper:
     def _publish(
         self, epoch: int, intent: dict[str, Any], settlement: EpochSettlement, *, recovered: bool
     ) -> SettledOutcome:
-        posted = False
-        if self.ledger.last_epoch(self.run_id) < epoch:
-            published = publish_epoch(
-                settlement, rewards=self.chain.rewards, claims_dir=self.claims_dir, ledger=self.ledger
-            )
-            posted = published.posted
+        rewards, ledger = self.chain.rewards, self.ledger
+        posted = publish_epoch(settlement, rewards=rewards, claims_dir=self.claims_dir, ledger=ledger).posted
         self.store.finish_intent(self.run_id, epoch, intent["receipt_ids"])
         outcome = SettledOutcome(
             epoch=epoch,
