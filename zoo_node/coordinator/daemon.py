@@ -28,7 +28,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zoo_node.config import NodeConfig, load_config, resolve_home, resolve_in_home
 from zoo_node.control.gossip_params import GossipParams, rate_limit_per_topic
@@ -36,8 +36,6 @@ from zoo_node.control.guard import Accepted, DropCounters, GossipGuard
 from zoo_node.control.messages import ControlKey
 from zoo_node.control.registry import RegisteredNode, dialable
 from zoo_node.control.sd_notify import SystemdNotifier
-from zoo_node.control.swarm import DialError, SwarmSettings
-from zoo_node.control.swarm_thread import SwarmStopped, SwarmThread
 from zoo_node.control.topics import HEARTBEAT, RECEIPT, RunTopics
 from zoo_node.coordinator.events import EventBus
 from zoo_node.coordinator.gossip_in import heard_receipt, reported_figures
@@ -60,6 +58,11 @@ from zoo_node.coordinator.views import (
 )
 from zoo_node.errors import ZooError
 from zoo_node.proto import coordinator_pb2 as pb
+
+if TYPE_CHECKING:
+    # py-libp2p is imported only when the swarm starts: a coordinator that fails earlier (a bad run file) or a
+    # process that only reads the store never loads it (it cannot share a process with hivemind).
+    from zoo_node.control.swarm_thread import SwarmThread
 
 logger = logging.getLogger("zoo_node.coordinator")
 ADDRESS_FILE = "run/coordinator.addr"
@@ -105,7 +108,9 @@ def _step(title: str):
         try:
             yield
         except BaseException as exc:
-            logger.error("%s: failed after %.1f s: %s", title, time.monotonic() - started, exc)
+            # A ZooError is printed by the CLI as one line; anything else is a bug and worth its own log line.
+            level = logging.DEBUG if isinstance(exc, ZooError) else logging.ERROR
+            logger.log(level, "%s: failed after %.1f s: %s", title, time.monotonic() - started, exc)
             raise
         logger.info("%s: done in %.1f s", title, time.monotonic() - started)
 
@@ -216,9 +221,9 @@ class Coordinator:
         from zoo_node.coordinator.ledger import LEDGER_FILE, SettlementLedger
         from zoo_node.identity import load_control_seed
 
+        self.run_file = load_run_file(self.options.run_file)
         self.config = load_config(self.home, self.options.config_flags)
         self.key = ControlKey.from_seed(load_control_seed(self.home))
-        self.run_file = load_run_file(self.options.run_file)
         self.store = CoordinatorStore(self.home / STORE_FILE)
         self.ledger = SettlementLedger(self.home / LEDGER_FILE)
         self._ledger_reader = SettlementLedger(self.home / LEDGER_FILE)
@@ -308,6 +313,9 @@ class Coordinator:
         os.replace(tmp, path)
 
     async def _start_swarm(self) -> None:
+        from zoo_node.control.swarm import SwarmSettings
+        from zoo_node.control.swarm_thread import SwarmThread
+
         assert self.key is not None
         topics = RunTopics(self.run_id)
         swarm = self.cfg.swarm
@@ -453,6 +461,8 @@ class Coordinator:
             refreshed = time.monotonic()
 
     async def _maintain_connections(self) -> None:
+        from zoo_node.control.swarm_thread import SwarmStopped
+
         assert self.swarm is not None
         try:
             self._connected = await self.swarm.connected_peers()
@@ -484,6 +494,8 @@ class Coordinator:
         return addrs
 
     async def _dial(self, peer: str, addrs: list[str]) -> None:
+        from zoo_node.control.swarm import DialError
+
         assert self.swarm is not None
         for addr in addrs:
             try:
