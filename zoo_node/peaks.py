@@ -72,7 +72,8 @@ def format_device_label(name: str, count: int, measured_flops: float | None = No
     peak a calibration GEMM measured."""
     label = f"{name} x{count}"
     if measured_flops is not None:
-        label += f" (measured {measured_flops / 1e12:.3f} TFLOP/s)"
+        tflops = f"{measured_flops / 1e12:.6f}".rstrip("0").rstrip(".")  # 1 MFLOP/s resolution, a CPU's too
+        label += f" (measured {tflops} TFLOP/s)"
     return label
 
 

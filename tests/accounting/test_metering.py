@@ -136,12 +136,13 @@ def test_unknown_gpu_is_calibrated_and_known_one_is_not() -> None:
     unknown = gpu_device_info("NVIDIA L40", count=1, torch_device="cuda:1", calibrate=calibrate)
     assert calls == ["cuda:1"] and unknown.measured and unknown.model is None
     assert unknown.peak_flops == 123e12
-    assert unknown.label == "NVIDIA L40 x1 (measured 123.000 TFLOP/s)"
+    assert unknown.label == "NVIDIA L40 x1 (measured 123 TFLOP/s)"
     assert parse_device_label(unknown.label) == ("NVIDIA L40", 1, pytest.approx(123e12))
 
 
 def test_device_labels_round_trip_and_reject_garbage() -> None:
     assert parse_device_label(format_device_label("cpu", 1, 1.5e11)) == ("cpu", 1, pytest.approx(1.5e11))
+    assert format_device_label("cpu", 1, 4.1234e9) == "cpu x1 (measured 0.004123 TFLOP/s)"
     assert parse_device_label("NVIDIA H200 x2") == ("NVIDIA H200", 2, None)
     assert parse_device_label("eight GPUs") is None
 
@@ -200,3 +201,16 @@ def test_flops_table_command_prints_the_table(tmp_path) -> None:
         text=True,
     )
     assert bad.returncode == 2 and "missing.toml" in bad.stderr
+
+
+def test_nvml_evidence_is_energy_deltas_and_pid_sightings() -> None:
+    """The arithmetic of the GPU evidence, on readings as NVML gives them (no GPU on this machine to read)."""
+    from zoo_node.worker.metering import GpuSample, NvmlSample, nvml_evidence
+
+    first = NvmlSample(10.0, (GpuSample("GPU-a", "NVIDIA H200", 5_000_000, True), GpuSample("GPU-b", "x", None, False)))
+    last = NvmlSample(70.0, (GpuSample("GPU-a", "NVIDIA H200", 8_500_000, True), GpuSample("GPU-b", "x", None, True)))
+    evidence = nvml_evidence(first, last, {"GPU-a": 3, "GPU-b": 1}, samples=3)
+    assert evidence["source"] == "nvml" and evidence["seconds"] == 60.0
+    a, b = evidence["gpus"]
+    assert a == {"uuid": "GPU-a", "name": "NVIDIA H200", "energy_j": 3500.0, "pid_seen": 3, "samples": 3}
+    assert b["energy_j"] is None and b["pid_seen"] == 1  # a GPU without an energy counter (pre-Volta)
