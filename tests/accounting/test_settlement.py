@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import pytest
@@ -104,6 +105,17 @@ def test_the_same_announcement_twice_counts_once(trio: list[SimNode]) -> None:
     copies = cosigned_round(RUN, "stage/0", 1, dict.fromkeys(trio, 4))
     settlement = settle_epoch(terms(), announce(copies) * 2, directory)
     assert len(settlement.credits) == 3 and settlement.duplicates == 3 and settlement.rejections == ()
+
+
+def test_a_refused_receipt_announced_again_is_listed_once_and_a_completed_copy_still_counts(trio) -> None:
+    a, b, _ = trio
+    directory = directory_of(trio, trio, RUN)
+    full = cosigned_round(RUN, "stage/0", 1, {a: 4, b: 4})
+    partial = dataclasses.replace(full[a], cosignatures={a.worker: full[a].cosignatures[a.worker]})
+    announcements = [Announcement(a.peer_id, partial)] * 3 + [Announcement(a.peer_id, full[a])]
+    settlement = settle_epoch(terms(), announcements, directory)
+    assert reasons(settlement) == [(a.peer_id, "missing_cosignature")] and settlement.duplicates == 2
+    assert [cr.owner for cr in settlement.credits] == [a.owner]
 
 
 def test_owner_with_two_nodes_gets_their_sum() -> None:

@@ -310,6 +310,7 @@ def settle_epoch(
     rejections: list[Rejection] = []
     nodes: dict[str, NodeFigures] = {}
     seen: set[tuple[str, bytes]] = set()
+    refused_seen: set[tuple[str, bytes, Reason]] = set()
     verified: VerifiedCache = {}  # every member announces the same co-signatures: verify each once
     duplicates = 0
     for announcement, receipt, error in parsed:
@@ -335,6 +336,12 @@ def settle_epoch(
             figures = nodes.get(who) or NodeFigures(node)
             check_peak(flops, receipt, node, terms.epoch_length_s, figures.flops)
         except Refused as refused:
+            # A copy refused again for the same reason is counted as a duplicate (a re-announced receipt must not
+            # swell the report); a copy of the same digest that now passes (e.g. all signatures gathered) still can.
+            if (who, receipt.digest, refused.reason) in refused_seen:
+                duplicates += 1
+                continue
+            refused_seen.add((who, receipt.digest, refused.reason))
             rejections.append(Rejection(who, refused.reason, refused.detail, body.shard, body.round, receipt.digest))
             continue
         seen.add((who, receipt.digest))
