@@ -54,7 +54,8 @@ class Node:
 async def start_node(registered: Iterable[str] = (), *, timeout_s: float = 10.0) -> Node:
     key = ControlKey.from_seed(os.urandom(32))
     topics = RunTopics(RUN_ID)
-    guard = GossipGuard(topics, max_message_bytes=64 * 1024, max_age_s=120)
+    # A short replay window, so that the replay test need not wait for a heartbeat to get old.
+    guard = GossipGuard(topics, max_message_bytes=64 * 1024, max_age_s=120, replay_window_s=0.5)
     guard.set_registered([key.peer_id, *registered])
     node_ref: list[Node] = []
     thread = SwarmThread(
@@ -90,4 +91,4 @@ async def wait_meshed(nodes: list[Node], timeout_s: float = 15.0) -> None:
             raise AssertionError("the nodes did not hear each other")
         for node in nodes:
             await node.heartbeat()
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.5)  # 2 heartbeats/s per node: well within the rate limit of 10 per forwarder

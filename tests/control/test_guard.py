@@ -45,7 +45,8 @@ def test_each_reason_is_detected_and_counted_once() -> None:
         ("malformed", key.peer_id, TOPICS.heartbeat, heartbeat(key, now_ms + 3, operator="nobody"), True),
         ("wrong_signer", key.peer_id, TOPICS.heartbeat, heartbeat(stranger, now_ms + 4), True),
         ("wrong_run", key.peer_id, TOPICS.heartbeat, heartbeat(key, now_ms + 5, run_id=5), True),
-        ("replay", key.peer_id, TOPICS.heartbeat, heartbeat(key, now_ms), True),  # not newer than the accepted
+        ("stale", key.peer_id, TOPICS.heartbeat, heartbeat(key, now_ms), True),  # not newer, but recent
+        ("replay", key.peer_id, TOPICS.heartbeat, heartbeat(key, now_ms - 20_000), True),  # not newer, and old
         ("replay", key.peer_id, TOPICS.heartbeat, heartbeat(key, now_ms - 61_000), True),  # older than max_age
         ("clock_skew", key.peer_id, TOPICS.heartbeat, heartbeat(key, now_ms + 31_000), True),
         ("malformed", key.peer_id, "/zoo/run/4/other/1", heartbeat(key, now_ms + 6), True),
@@ -54,19 +55,20 @@ def test_each_reason_is_detected_and_counted_once() -> None:
         assert reason(guard.screen(origin, [topic], data, signature_ok)) == expected, expected
     counts = guard.counters.snapshot()
     assert set(DROP_REASONS) <= set(counts)
-    assert counts["malformed"] == 4 and counts["replay"] == 2 and counts["rate_limited"] == 0
+    assert counts["malformed"] == 4 and counts["replay"] == 2 and counts["stale"] == 1 and counts["rate_limited"] == 0
     assert all(counts[r] == 1 for r in ("oversized", "bad_signature", "unregistered", "wrong_signer", "wrong_run"))
 
 
 def test_precheck_counts_an_old_heartbeat_before_the_duplicate_filter() -> None:
     guard, key = make_guard()
     now_ms = int(NOW * 1000)
-    first, second = heartbeat(key, now_ms - 10), heartbeat(key, now_ms)
-    assert guard.precheck(key.peer_id, [TOPICS.heartbeat], first) is None  # nothing accepted yet
-    assert isinstance(guard.screen(key.peer_id, [TOPICS.heartbeat], first, True), Accepted)
-    assert isinstance(guard.screen(key.peer_id, [TOPICS.heartbeat], second, True), Accepted)
-    assert guard.precheck(key.peer_id, [TOPICS.heartbeat], second) is None  # a duplicate of the newest passes on
-    dropped = guard.precheck(key.peer_id, [TOPICS.heartbeat], first)
+    old, recent, newest = (heartbeat(key, now_ms - delta) for delta in (20_000, 5_000, 0))
+    assert guard.precheck(key.peer_id, [TOPICS.heartbeat], old) is None  # nothing accepted yet
+    for data in (old, recent, newest):
+        assert isinstance(guard.screen(key.peer_id, [TOPICS.heartbeat], data, True), Accepted)
+    assert guard.precheck(key.peer_id, [TOPICS.heartbeat], newest) is None  # a copy of the newest passes on
+    assert guard.precheck(key.peer_id, [TOPICS.heartbeat], recent) is None  # a late copy: for the seen-cache
+    dropped = guard.precheck(key.peer_id, [TOPICS.heartbeat], old)
     assert isinstance(dropped, Dropped) and dropped.reason == "replay"
     assert guard.counters.snapshot()["replay"] == 1
 

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -47,8 +48,11 @@ def test_wal_append_duplicate_conflict_settle_prune(tmp_path: Path) -> None:
     assert journal.mark_settled([first]) == 1
     counts = journal.counts()
     assert (counts.receipts, counts.unsettled, counts.ungossiped) == (2, 1, 1)
+    assert journal.mark_settled_before(0) == 0  # nothing was journaled before 1970
     assert journal.prune_settled(older_than_s=-1) == 1  # settled ones may go; the unsettled one stays
     assert [i for i, _ in journal.unsettled()] == [second]
+    assert journal.mark_settled_before(time.time() + 1) == 1  # an epoch that ended after it was journaled
+    assert journal.counts().unsettled == 0
     journal.close()
 
 

@@ -31,7 +31,8 @@ def test_heartbeats_reach_every_node_of_a_line_topology() -> None:
             member = c.membership.get(a.peer_id)
             assert member is not None and member.alive and member.data_peer_id == a.peer_id
             for node in nodes:
-                assert sum(node.guard.counters.snapshot().values()) == 0
+                dropped = {k: v for k, v in node.guard.counters.snapshot().items() if v}
+                assert dropped == {}
         finally:
             await asyncio.gather(*(n.thread.stop() for n in nodes))
 
@@ -77,6 +78,7 @@ def test_forgeries_are_dropped_counted_and_never_reach_the_membership_view() -> 
                 "a newer heartbeat of b",
             )
             accepted_before = len(a.accepted)
+            await asyncio.sleep(0.6)  # older than the guard's replay window: not a late copy any more
             forger.inject(old)
             await wait_for(lambda: counters.snapshot()["replay"] >= 1, 10, "the replay drop")
 

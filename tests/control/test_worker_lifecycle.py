@@ -78,7 +78,8 @@ def test_a_killed_worker_is_restarted_after_the_backoff_and_cleaned_up(node_home
     home, _ = node_home
 
     async def scenario() -> None:
-        async with supervised_worker(home, backoff_initial_s=0.5, backoff_max_s=4) as (supervisor, _):
+        # backoff_max_s also sets how long a run must last to reset the backoff: longer than this test.
+        async with supervised_worker(home, backoff_initial_s=0.5, backoff_max_s=120) as (supervisor, _):
             await serving(supervisor, 1)
             scratch = supervisor.spec.temp_dir / "scratch.bin"
             scratch.write_bytes(b"left behind")
@@ -100,7 +101,7 @@ def test_a_worker_that_stops_reporting_is_killed_and_restarted(node_home) -> Non
     home, _ = node_home
 
     async def scenario() -> None:
-        async with supervised_worker(home, report_timeout_s=2.0, backoff_initial_s=0.2) as (supervisor, _):
+        async with supervised_worker(home, report_timeout_s=5.0, backoff_initial_s=0.2) as (supervisor, _):
             await serving(supervisor, 1)
             frozen = supervisor.state.pid
             os.kill(frozen, signal.SIGSTOP)  # alive, but silent

@@ -103,6 +103,13 @@ class ChainDirectory:
     def active_run_ids(self) -> list[int]:
         return self.client.runs.active_run_ids()
 
+    def settled_until(self, run_id: int) -> float | None:
+        epoch = self.client.rewards.pool(run_id).epoch
+        if epoch == 0:
+            return None
+        run = self.client.runs.get_run(run_id)
+        return None if run is None else float(run.epoch_end(epoch))
+
     # --- join's checks and transactions ----------------------------------------------------------------------
 
     def own_node(self, peer_id: str) -> NodeInfo | None:

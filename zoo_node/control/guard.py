@@ -8,7 +8,9 @@ A message is dropped, and counted under its reason, when it is:
 - `malformed`: not a well-formed envelope of the topic's kind;
 - `wrong_signer`: the envelope (or its worker binding) names another node than the key that signed it;
 - `wrong_run`: it is about another run;
-- `replay`: a heartbeat not newer than the last one accepted from its node, or any message older than `max_age_s`;
+- `replay`: a heartbeat not newer than the last one accepted from its node and older than `replay_window_s`, or any
+  message older than `max_age_s`;
+- `stale`: a heartbeat not newer than the last one accepted, but recent (a late copy by a slow path: harmless);
 - `clock_skew`: dated further in the future than `max_skew_s`;
 
 and elsewhere (zoo_node.control.swarm) `rate_limited` by gossipsub's spam protection. Drops never raise.
@@ -36,6 +38,7 @@ DROP_REASONS = (
     "wrong_signer",
     "wrong_run",
     "replay",
+    "stale",
     "clock_skew",
     "rate_limited",
 )
@@ -88,6 +91,7 @@ class GossipGuard:
         max_message_bytes: int,
         max_age_s: float,
         max_skew_s: float = 60.0,
+        replay_window_s: float = 10.0,
         counters: DropCounters | None = None,
         on_unregistered: Callable[[str], None] | None = None,
         clock: Callable[[], float] = time.time,
@@ -96,6 +100,9 @@ class GossipGuard:
         self.max_message_bytes = max_message_bytes
         self.max_age_s = max_age_s
         self.max_skew_s = max_skew_s
+        # Gossip may still deliver a copy of an older heartbeat this late (IWANT from the message cache: 5 router
+        # heartbeats); anything older that repeats a heartbeat is a replay.
+        self.replay_window_s = replay_window_s
         self.counters = counters or DropCounters()
         self._on_unregistered = on_unregistered
         self._clock = clock
@@ -119,7 +126,7 @@ class GossipGuard:
         """Cheap check before pubsub's duplicate filter: a heartbeat older than the newest accepted from its origin.
 
         Pubsub's seen-cache silently swallows a byte-identical replay for two minutes; checking first counts it.
-        Duplicates of the newest heartbeat (normal gossip redundancy) pass on to the seen-cache.
+        Copies of recent heartbeats (normal gossip redundancy) pass on to the seen-cache.
         """
         last = self._last_heartbeat_ms.get(origin)
         if last is None or len(data) > self.max_message_bytes:
@@ -130,8 +137,9 @@ class GossipGuard:
             envelope = decode_envelope(data)
         except MessageError:
             return None
-        if envelope.node_peer_id == origin and envelope.sent_at_ms < last:
-            return self._drop("replay", f"heartbeat {envelope.sent_at_ms} older than {last}", attributable=False)
+        age_s = self._clock() - envelope.sent_at_ms / 1000
+        if envelope.node_peer_id == origin and envelope.sent_at_ms < last and age_s > self.replay_window_s:
+            return self._drop("replay", f"heartbeat sent {age_s:.0f} s ago, older than the newest", attributable=False)
         return None
 
     def screen(self, origin: str, topics: Iterable[str], data: bytes, signature_ok: bool) -> Accepted | Dropped:
@@ -170,7 +178,9 @@ class GossipGuard:
         if kind == HEARTBEAT:
             last = self._last_heartbeat_ms.get(origin, -1)
             if envelope.sent_at_ms <= last:
-                raise MessageError("replay", f"heartbeat {envelope.sent_at_ms} not newer than {last}")
+                age_s = (now_ms - envelope.sent_at_ms) / 1000
+                reason = "replay" if age_s > self.replay_window_s else "stale"
+                raise MessageError(reason, f"heartbeat sent {age_s:.1f} s ago, not newer than the newest accepted")
             binding = check_heartbeat(envelope)
             self._last_heartbeat_ms[origin] = envelope.sent_at_ms
         else:

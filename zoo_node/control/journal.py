@@ -134,6 +134,14 @@ class ReceiptJournal:
             )
         return cursor.rowcount
 
+    def mark_settled_before(self, unix_time: float, at: float | None = None) -> int:
+        """Mark as settled every receipt journaled before `unix_time` (the end of the run's last settled epoch)."""
+        at = time.time() if at is None else at
+        cursor = self._db.execute(
+            "UPDATE receipts SET settled_at = ? WHERE settled_at IS NULL AND journaled_at < ?", (at, unix_time)
+        )
+        return cursor.rowcount
+
     def prune_settled(self, older_than_s: float) -> int:
         """Delete receipts settled more than `older_than_s` ago (unsettled ones are never deleted)."""
         cursor = self._db.execute(

@@ -106,7 +106,8 @@ async def build_status(node: NodeSupervisor) -> node_pb2.NodeStatus:
     connected: set[str] = set()
     if node.swarm.running:
         with contextlib.suppress(Exception):
-            connected = await asyncio.wait_for(node.swarm.connected_peers(), 2.0)
+            async with asyncio.timeout(2.0):
+                connected = await node.swarm.connected_peers()
     status = node_pb2.NodeStatus()
     info = status.node
     info.peer_id = node.peer_id

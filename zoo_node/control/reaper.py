@@ -9,7 +9,6 @@ Processes are matched by pid and start time, so a recycled pid is never killed.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import errno
 import logging
@@ -117,21 +116,24 @@ def group_members(pgid: int) -> list[psutil.Process]:
     return members
 
 
-def _reap(pid: int) -> None:
-    """Collect a zombie if it is our child (it is, for orphans, when we are the subreaper)."""
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
+def _reaped(pid: int) -> bool:
+    """Collect a zombie if it is our child (orphans are, when we are the subreaper); True unless it is ours and
+    not collectable yet (a process caught between its exit and its zombie state)."""
+    try:
+        reaped, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True  # not our child: its parent (or init) collects it
+    return reaped == pid
 
 
 def _is_gone(proc: psutil.Process) -> bool:
-    """True once the process has exited; a zombie counts as gone (it holds nothing) after we reap it if ours."""
+    """True once the process has exited (and, if it was ours, been reaped): a zombie holds nothing but its pid."""
     try:
         if proc.status() != psutil.STATUS_ZOMBIE:
             return False
     except psutil.NoSuchProcess:
         return True
-    _reap(proc.pid)
-    return True
+    return _reaped(proc.pid)
 
 
 def kill_footprint(footprint: WorkerFootprint, *, timeout_s: float = 10.0) -> list[int]:

@@ -30,6 +30,10 @@ class NodeDirectory(Protocol):
         """Runs that are active now."""
         ...
 
+    def settled_until(self, run_id: int) -> float | None:
+        """Unix time at which the run's last settled epoch ended (None: nothing settled yet)."""
+        ...
+
 
 class StaticDirectory:
     """A fixed directory: the given nodes are registered, the given runs active."""
@@ -43,6 +47,9 @@ class StaticDirectory:
 
     def active_run_ids(self) -> list[int]:
         return list(self.runs)
+
+    def settled_until(self, run_id: int) -> float | None:
+        return None
 
 
 def dialable(node: RegisteredNode) -> list[str]:

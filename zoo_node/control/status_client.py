@@ -43,6 +43,13 @@ def _value(field: FieldDescriptor, value: Any) -> Any:
     return value
 
 
+def _is_repeated(field: FieldDescriptor) -> bool:
+    # protobuf 6.32+ has `is_repeated` and deprecates `label`.
+    if hasattr(type(field), "is_repeated"):
+        return bool(field.is_repeated)
+    return field.label == FieldDescriptor.LABEL_REPEATED
+
+
 def proto_to_dict(message: Message) -> dict[str, Any]:
     """Every field (defaults included) as plain JSON types: ints stay ints, enums become lower-case names."""
     out: dict[str, Any] = {}
@@ -51,7 +58,7 @@ def proto_to_dict(message: Message) -> dict[str, Any]:
         if field.message_type is not None and field.message_type.GetOptions().map_entry:
             value_field = field.message_type.fields_by_name["value"]
             out[field.name] = {k: _value(value_field, v) for k, v in sorted(value.items())}
-        elif field.label == FieldDescriptor.LABEL_REPEATED:
+        elif _is_repeated(field):
             out[field.name] = [_value(field, v) for v in value]
         else:
             out[field.name] = _value(field, value)

@@ -38,6 +38,7 @@ from zoo_node.control.sd_notify import SystemdNotifier
 from zoo_node.control.swarm import DialError, SwarmSettings
 from zoo_node.control.swarm_thread import SwarmStopped, SwarmThread
 from zoo_node.control.topics import HEARTBEAT, RECEIPT, RunTopics
+from zoo_node.control.waiting import wait_event
 from zoo_node.control.worker_process import WorkerSpec, WorkerSupervisor
 from zoo_node.control.worker_service import WorkerServicer, start_worker_server
 from zoo_node.proto import gossip_pb2, node_pb2, worker_pb2
@@ -46,6 +47,8 @@ logger = logging.getLogger(__name__)
 WORKER_SOCKET = "worker.sock"
 # Unix socket paths longer than this do not fit in sockaddr_un.
 MAX_SOCKET_PATH = 107
+# Settled receipts are kept this long (for `status` and audits) before they are pruned.
+SETTLED_KEEP_S = 30 * 24 * 3600.0
 # Configuration that is applied on SIGHUP; anything else changed is reported as needing a restart.
 RELOADABLE = {
     "log_level",
@@ -352,14 +355,32 @@ class NodeSupervisor:
 
     async def _registry_loop(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._registry_wanted.wait(), self.config.swarm.registry_refresh_s)
+            await wait_event(self._registry_wanted, self.config.swarm.registry_refresh_s)
             self._registry_wanted.clear()
             # A flood of unregistered senders must not turn into a flood of RPC calls.
             wait = self._registry_refreshed_at + 5.0 - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
             await self.refresh_registry()
+            await self.settle_receipts()
+
+    async def settle_receipts(self) -> int:
+        """Mark receipts covered by the run's settled epochs; prune those settled long ago. Returns how many."""
+        if self.journal is None:
+            return 0
+        try:
+            until = await asyncio.to_thread(self.options.directory.settled_until, self.run_id)
+        except Exception as exc:
+            logger.debug("cannot read the run's settlement: %s", exc)
+            return 0
+        if until is None:
+            return 0
+        settled = await self.journal_call(self.journal.mark_settled_before, until)
+        await self.journal_call(self.journal.prune_settled, SETTLED_KEEP_S)
+        if settled:
+            logger.info("%d receipts settled (epochs ending before %s)", settled, time.ctime(until))
+            await self.refresh_journal_counts()
+        return settled
 
     def _dial_targets(self) -> list[tuple[str, list[str]]]:
         now = time.monotonic()
@@ -436,8 +457,7 @@ class NodeSupervisor:
 
     async def _receipts_loop(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._receipts_wanted.wait(), 30.0)
+            await wait_event(self._receipts_wanted, 30.0)
             self._receipts_wanted.clear()
             if self.journal is None or not self._connected:
                 continue
@@ -539,7 +559,8 @@ class NodeSupervisor:
         await self._shutdown.wait()
         bound = stop_bound_s if stop_bound_s is not None else self.config.worker.stop_timeout_s + 15.0
         try:
-            await asyncio.wait_for(self.close(), bound)
+            async with asyncio.timeout(bound):
+                await self.close()
         except TimeoutError:
             logger.error("shutdown took longer than %.0f s; exiting anyway", bound)
         return self.exit_code

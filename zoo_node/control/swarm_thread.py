@@ -72,7 +72,8 @@ class SwarmThread:
         self._thread = threading.Thread(target=self._thread_main, args=(ready,), name="zoo-swarm", daemon=True)
         self._thread.start()
         try:
-            await asyncio.wait_for(asyncio.shield(ready), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await asyncio.shield(ready)
         except TimeoutError:
             await self.stop()
             raise SwarmStopped(f"the libp2p host did not start within {timeout_s:.0f} s") from None

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from zoo_node.control.backoff import Backoff
 from zoo_node.control.reaper import ProcessRef, WorkerFootprint, kill_footprint, killpg
+from zoo_node.control.waiting import wait_event
 from zoo_node.proto import worker_pb2
 
 logger = logging.getLogger(__name__)
@@ -43,6 +44,8 @@ class WorkerSpec:
     backoff_initial_s: float = 1.0
     backoff_max_s: float = 60.0
     report_timeout_s: float = 60.0
+    # Before its first call the worker is still starting Python and importing its libraries (slow on a busy box).
+    register_timeout_s: float = 120.0
     stop_timeout_s: float = 20.0
     extra_args: Sequence[str] = ()
     log_level: str | None = None
@@ -198,8 +201,7 @@ class WorkerSupervisor:
             self.state.next_start_at = self._clock() + delay
             logger.warning("worker exited (code %s); restarting in %.1f s", self.state.last_exit_code, delay)
             self._changed()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), delay)
+            await wait_event(self._stopping, delay)
             self.state.next_start_at = 0.0
         self._exited.set()
 
@@ -236,20 +238,18 @@ class WorkerSupervisor:
         self._changed()
 
     async def _watch(self) -> None:
-        """Wait for the worker to exit, killing it if it stops reporting."""
+        """Wait for the worker to exit, killing it if it does not register or stops reporting."""
         assert self._proc is not None
         proc = self._proc
         wait_exit = asyncio.ensure_future(proc.wait())
         try:
             while not wait_exit.done():
                 since = self.state.last_report_at or self.state.started_at
-                remaining = since + self.spec.report_timeout_s - self._clock()
+                limit = self.spec.report_timeout_s if self.state.registered else self.spec.register_timeout_s
+                remaining = since + limit - self._clock()
                 if remaining <= 0:
-                    logger.error(
-                        "worker %d sent no report for %.0f s: killing it",
-                        self.state.incarnation,
-                        self.spec.report_timeout_s,
-                    )
+                    what = "report" if self.state.registered else "registration"
+                    logger.error("worker %d sent no %s for %.0f s: killing it", self.state.incarnation, what, limit)
                     killpg(proc.pid, signal.SIGKILL)
                     await wait_exit
                     break
@@ -358,9 +358,7 @@ class WorkerSupervisor:
             # A worker that has not registered yet cannot hear the command: SIGTERM reaches it either way.
             with contextlib.suppress(ProcessLookupError):
                 proc.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(self._exited.wait(), self.spec.stop_timeout_s)
-        except TimeoutError:
+        if not await wait_event(self._exited, self.spec.stop_timeout_s):
             logger.warning("worker did not stop within %.0f s: killing it", self.spec.stop_timeout_s)
             if self._proc is not None:
                 killpg(self._proc.pid, signal.SIGKILL)
