@@ -288,13 +288,13 @@ def settle_epoch(
 ) -> EpochSettlement:
     """Check every announced receipt (in the order heard), credit the verified ones, share the reward, build the tree.
 
-    `history`: rounds credited in earlier epochs (the ledger's); `previous_cumulative`: owner -> wei of the
-    previous epochs.
-    Pure: reads the directory, writes nothing.
+    `history`: rounds credited in earlier epochs (the ledger's); it is updated with this epoch's credits, so that
+    consecutive epochs can be settled in memory. `previous_cumulative`: owner -> wei of the previous epochs.
+    Writes nothing else: the chain and the ledger are `publish_epoch`'s.
     """
     from zoo_node.chain.merkle import RewardTree
 
-    history = history or CreditHistory()
+    history = CreditHistory() if history is None else history
     parsed: list[tuple[Announcement, Receipt | None, str | None]] = []
     for a in announcements:
         try:
