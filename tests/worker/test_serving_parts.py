@@ -15,7 +15,15 @@ from zoo_node.worker.routing import NoReplica, Router, expected_finish_s
 from zoo_node.worker.runtime import MissingActivations, ShardRuntime
 from zoo_node.worker.shard_choice import choose_shards, should_move
 from zoo_node.worker.shards import build_backend
-from zoo_node.worker.wire import PART_BYTES, BadTensorError, TensorCheck, check_tensors, decode, encode
+from zoo_node.worker.wire import (
+    PART_BYTES,
+    BadTensorError,
+    IncompleteMessage,
+    TensorCheck,
+    check_tensors,
+    decode,
+    encode,
+)
 
 SPEC = RunSpec(name="unit")
 
@@ -29,6 +37,9 @@ def test_tensors_above_the_message_cap_are_streamed_in_parts_and_come_back_exact
     tensors, header = decode(messages)
     assert header == {"shard": "stage/1", "n": 3}
     assert torch.equal(tensors[0], big) and torch.equal(tensors[1], small) and tensors[2].numel() == 0
+    # A stream cut short (hivemind ends it quietly when p2pd closes it) is told apart from a complete one.
+    with pytest.raises(IncompleteMessage, match="of the 3 tensors"):
+        decode(messages[:-1])
 
 
 @pytest.mark.parametrize(
@@ -180,15 +191,23 @@ def test_the_router_picks_the_earliest_expected_finish_and_skips_banned_replicas
 
 def test_a_joining_worker_takes_the_least_covered_shards_and_moves_only_beyond_the_margin():
     records = {
-        "stage/0": [_record("a", 100, shard="stage/0"), _record("b", 100, shard="stage/0")],
-        "stage/1": [_record("c", 100, shard="stage/1")],
+        "stage/0": [_record("a", 10, shard="stage/0"), _record("b", 10, shard="stage/0")],
+        "stage/1": [_record("c", 900, shard="stage/1")],
         "experts/0/0": [_record("a", 100, shard="experts/0/0"), _record("c", 100, shard="experts/0/0")],
         "experts/0/1": [],
+        "experts/1/0": [_record("d", 50, shard="experts/1/0")],
     }
+    # Uncovered first, then one-replica shards by throughput; the two slow stage/0 replicas still count as two.
     assert choose_shards(records, 1) == ["experts/0/1"]
-    assert choose_shards(records, 2) == ["experts/0/1", "stage/1"]
+    assert choose_shards(records, 3) == ["experts/0/1", "experts/1/0", "stage/1"]
+    # One stage per worker: with stage/1 taken, the next pick skips stage/0.
+    assert "stage/0" not in choose_shards(records, 5)[:4]
     # b is one of two on stage/0 while experts/0/1 has nobody: it should move there; c (sole stage/1) must stay.
     assert should_move(records, "b", "stage/0", margin=0.5) == "experts/0/1"
     assert should_move(records, "c", "stage/1", margin=0.5) is None
-    balanced = {s: [_record(p, 100, shard=s)] for s, p in (("stage/0", "a"), ("stage/1", "b"))}
-    assert should_move(balanced, "a", "stage/0", margin=0.5) is None
+    # Same replica counts: move only when the throughput gap is beyond the margin.
+    pair = {"stage/0": [_record("a", 100, shard="stage/0")], "stage/1": [_record("b", 60, shard="stage/1")]}
+    two = {"stage/0": [*pair["stage/0"], _record("x", 100, shard="stage/0")], "stage/1": pair["stage/1"]}
+    assert should_move(two, "x", "stage/0", margin=0.5) is None  # 60 is not below half of 100
+    slow = {**two, "stage/1": [_record("b", 40, shard="stage/1")]}
+    assert should_move(slow, "x", "stage/0", margin=0.5) == "stage/1"

@@ -67,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         default="full",
         help="full: the node's work; lifecycle: register/report/drain only",
     )
+    parser.add_argument("--run-spec", type=Path, default=None, help="train this run (the data plane's work)")
     parser.add_argument("--log-level", default=None)
     args = parser.parse_args(argv)
     configure_logging(args.log_level)
@@ -74,8 +75,16 @@ def main(argv: list[str] | None = None) -> int:
 
     config = load_config(args.home)
     identity = load_public_identity(args.home)
+
+    def work(ctx: WorkerContext) -> None:
+        if args.run_spec is not None and args.mode == "full":  # the data plane trains the run
+            from zoo_node.worker.work import training_work
+
+            return training_work(args.run_spec, config)(ctx)
+        return lifecycle_only(ctx, p2pd=args.mode == "full", host_multiaddrs=config.worker.host_multiaddrs)
+
     return run_worker(
-        lambda ctx: lifecycle_only(ctx, p2pd=args.mode == "full", host_multiaddrs=config.worker.host_multiaddrs),
+        work,
         home=args.home,
         socket_path=args.supervisor_socket,
         incarnation=args.incarnation,

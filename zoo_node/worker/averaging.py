@@ -19,9 +19,9 @@ import torch
 from hivemind.averaging.allreduce import AllReduceRunner
 from hivemind.compression import (
     CompressionBase,
-    Float16Compression,
     NoCompression,
     Quantile8BitQuantization,
+    ScaledFloat16Compression,
     Uniform8BitQuantization,
 )
 from hivemind.optim.grad_averager import GradientAverager
@@ -33,10 +33,12 @@ logger = logging.getLogger(__name__)
 
 COMPRESSIONS: dict[str, Callable[[], CompressionBase]] = {
     "none": NoCompression,
-    "fp16": Float16Compression,
+    # fp16 after per-tensor mean/std scaling: plain fp16 turns gradients of ~1e-6 into subnormals (1% error, which
+    # Adam's normalisation turns into replicas drifting apart by a fair part of lr per round).
+    "fp16": ScaledFloat16Compression,
     "uniform8bit": Uniform8BitQuantization,
     "quantile8bit": Quantile8BitQuantization,
-    "powersgd": Float16Compression,  # PowerSGD's factors travel in fp16
+    "powersgd": ScaledFloat16Compression,  # PowerSGD's factors travel in (scaled) fp16
 }
 
 StateProvider = Callable[[], tuple[dict[str, Any], Sequence[torch.Tensor]]]

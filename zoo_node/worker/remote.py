@@ -24,7 +24,7 @@ from zoo_node.errors import ZooError
 from zoo_node.worker.routing import NoReplica, Router
 from zoo_node.worker.runtime import ShardRuntime
 from zoo_node.worker.servicer import ShardServicer
-from zoo_node.worker.wire import decode, decode_stream, encode
+from zoo_node.worker.wire import IncompleteMessage, decode, decode_stream, encode
 
 logger = logging.getLogger(__name__)
 _call_ids = itertools.count()
@@ -99,7 +99,14 @@ class Transport:
             stub = ShardServicer.get_stub(self.p2p, PeerID.from_base58(peer), namespace=self.namespace)
             return await decode_stream(await stub.rpc_inspect(runtime_pb2.ExpertUID(uid=shard)))
 
-        tensors, header = asyncio.run_coroutine_threadsafe(asyncio.wait_for(call(), timeout), self.loop).result()
+        for attempt in range(3):
+            try:
+                future = asyncio.run_coroutine_threadsafe(asyncio.wait_for(call(), timeout), self.loop)
+                tensors, header = future.result()
+                break
+            except IncompleteMessage:
+                if attempt == 2:
+                    raise
         return {name: (tensors[2 * i], tensors[2 * i + 1]) for i, name in enumerate(header["names"])}
 
 

@@ -23,6 +23,10 @@ from zoo_node.errors import ZooError
 PART_BYTES = 2 * 1024 * 1024
 
 
+class IncompleteMessage(ZooError):
+    """A streamed message ended before all its tensors arrived (the stream was closed early)."""
+
+
 class BadTensorError(ZooError):
     """A peer sent a tensor of the wrong shape or dtype, or with NaN/Inf values."""
 
@@ -33,7 +37,9 @@ def encode(tensors: Sequence[torch.Tensor], header: dict[str, Any]) -> list[runt
     for tensor in tensors:
         serialized = serialize_torch_tensor(tensor.detach().cpu().contiguous())
         parts.extend(split_for_streaming(serialized, PART_BYTES))
-    meta = MSGPackSerializer.dumps(header)
+    # The count lets the receiver tell a complete message from one whose stream was cut short (hivemind ends a
+    # stream quietly when p2pd closes it early).
+    meta = MSGPackSerializer.dumps({**header, "n_tensors": len(tensors)})
     if not parts:
         return [runtime_pb2.ExpertRequest(metadata=meta)]
     messages, size, batch = [], 0, []
@@ -86,7 +92,11 @@ def decode(messages: Iterable[runtime_pb2.ExpertRequest | runtime_pb2.ExpertResp
         parts.extend(message.tensors)
     if not isinstance(header, dict):
         raise BadTensorError("the message header is not a map")
-    return _decode_parts(parts), header
+    tensors = _decode_parts(parts)
+    expected = header.pop("n_tensors", None)
+    if expected is not None and expected != len(tensors):
+        raise IncompleteMessage(f"got {len(tensors)} of the {expected} tensors the message announced")
+    return tensors, header
 
 
 async def decode_stream(stream: AsyncIterator) -> tuple[list[torch.Tensor], dict[str, Any]]:
