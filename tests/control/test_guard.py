@@ -46,7 +46,7 @@ def test_each_reason_is_detected_and_counted_once() -> None:
         ("wrong_signer", key.peer_id, TOPICS.heartbeat, heartbeat(stranger, now_ms + 4), True),
         ("wrong_run", key.peer_id, TOPICS.heartbeat, heartbeat(key, now_ms + 5, run_id=5), True),
         ("stale", key.peer_id, TOPICS.heartbeat, heartbeat(key, now_ms), True),  # not newer, but recent
-        ("replay", key.peer_id, TOPICS.heartbeat, heartbeat(key, now_ms - 20_000), True),  # not newer, and old
+        ("replay", key.peer_id, TOPICS.heartbeat, heartbeat(key, now_ms - 40_000), True),  # not newer, and old
         ("replay", key.peer_id, TOPICS.heartbeat, heartbeat(key, now_ms - 61_000), True),  # older than max_age
         ("clock_skew", key.peer_id, TOPICS.heartbeat, heartbeat(key, now_ms + 31_000), True),
         ("malformed", key.peer_id, "/zoo/run/4/other/1", heartbeat(key, now_ms + 6), True),
@@ -62,7 +62,7 @@ def test_each_reason_is_detected_and_counted_once() -> None:
 def test_precheck_counts_an_old_heartbeat_before_the_duplicate_filter() -> None:
     guard, key = make_guard()
     now_ms = int(NOW * 1000)
-    old, recent, newest = (heartbeat(key, now_ms - delta) for delta in (20_000, 5_000, 0))
+    old, recent, newest = (heartbeat(key, now_ms - delta) for delta in (40_000, 5_000, 0))
     assert guard.precheck(key.peer_id, [TOPICS.heartbeat], old) is None  # nothing accepted yet
     for data in (old, recent, newest):
         assert isinstance(guard.screen(key.peer_id, [TOPICS.heartbeat], data, True), Accepted)

@@ -91,7 +91,7 @@ class GossipGuard:
         max_message_bytes: int,
         max_age_s: float,
         max_skew_s: float = 60.0,
-        replay_window_s: float = 10.0,
+        replay_window_s: float = 30.0,
         counters: DropCounters | None = None,
         on_unregistered: Callable[[str], None] | None = None,
         clock: Callable[[], float] = time.time,
@@ -100,8 +100,8 @@ class GossipGuard:
         self.max_message_bytes = max_message_bytes
         self.max_age_s = max_age_s
         self.max_skew_s = max_skew_s
-        # Gossip may still deliver a copy of an older heartbeat this late (IWANT from the message cache: 5 router
-        # heartbeats); anything older that repeats a heartbeat is a replay.
+        # Gossip may still deliver a copy of an older heartbeat late (IWANT from the message cache serves 5 router
+        # heartbeats' worth, and an overloaded host lags by seconds); only older repeats are called replays.
         self.replay_window_s = replay_window_s
         self.counters = counters or DropCounters()
         self._on_unregistered = on_unregistered

@@ -89,7 +89,11 @@ class SwarmThread:
         try:
             trio.run(self._trio_main, ready)
         except BaseException as exc:
-            logger.error("the libp2p host stopped: %s", exc, exc_info=not isinstance(exc, OSError))
+            if self._stop is not None and self._stop.is_set():
+                # py-libp2p can trip over a message that arrives while its services close; we are stopping anyway.
+                logger.debug("error while the libp2p host stopped: %s", exc, exc_info=True)
+            else:
+                logger.error("the libp2p host stopped: %s", exc, exc_info=not isinstance(exc, OSError))
             self._loop.call_soon_threadsafe(_set_exception, ready, SwarmStopped(f"the libp2p host failed: {exc}"))
         finally:
             self._token = None
