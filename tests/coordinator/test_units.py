@@ -120,6 +120,19 @@ def test_store_series_round_trip_missing_values(tmp_path: Path) -> None:
     assert store.prune_node_points(older_than=5.5) == 1
 
 
+def test_long_series_are_thinned_evenly_in_time_keeping_the_latest(tmp_path: Path) -> None:
+    store = CoordinatorStore(tmp_path / "c.sqlite3")
+    for t in range(1000, 2000):
+        store.add_run_point(RunPoint(float(t), 1, 0, 1.0, float(t), None, None, t, {}))
+    store.save_nodes([], [NodePoint(float(t), "P" if t % 2 else "Q", float(t), None, None) for t in range(1000, 2000)])
+    points = store.run_points(max_points=11)
+    assert [p.t for p in points] == [float(t) for t in range(1000, 2000, 100)] + [1999.0]
+    assert [p.t for p in store.run_points(since=1989.0, max_points=50)] == [float(t) for t in range(1990, 2000)]
+    assert len(store.run_points()) == 1000  # 0: every point
+    node = store.node_points("P", 0.0, 5)
+    assert [p.t for p in node] == [1001.0, 1251.0, 1501.0, 1751.0, 1999.0] and {p.peer_id for p in node} == {"P"}
+
+
 def test_a_store_that_is_not_sqlite_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "c.sqlite3"
     path.write_bytes(b"not a database at all" * 100)

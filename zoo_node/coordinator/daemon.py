@@ -636,7 +636,7 @@ class Coordinator:
         record = self.book.get(peer_id)
         if record is None:
             return None
-        series = await self.db(self.store.node_points, peer_id, 0.0)
+        series = await self.db(self.store.node_points, peer_id, 0.0, max_points)
         return node_view(
             record, alive=self.book.is_alive(peer_id), now=time.time(), series=series, max_points=max_points
         )
@@ -696,7 +696,7 @@ class Coordinator:
         view.receipts.pending = self.receipts_pending
         view.receipts.accepted = sum(s.accepted for s in self._settled.values())
         view.receipts.rejected = sum(s.rejected for s in self._settled.values())
-        run_series(view, await self.db(self.store.run_points, since_unix), max_points)
+        run_series(view, await self.db(self.store.run_points, since_unix, max_points), max_points)
         return view
 
     def run_spec(self) -> pb.RunSpecReply:

@@ -272,12 +272,38 @@ class CoordinatorStore:
         )
         return [NodeRecord(*row[:9], json.loads(row[9]), *row[10:]) for row in rows]
 
-    def node_points(self, peer_id: str, since: float = 0.0) -> list[NodePoint]:
-        rows = self._read(
-            "SELECT t, peer_id, throughput, loss, mfu FROM node_points WHERE peer_id = ? AND t > ? ORDER BY t",
-            (peer_id, since),
-        )
+    def node_points(self, peer_id: str, since: float = 0.0, max_points: int = 0) -> list[NodePoint]:
+        """The node's samples after `since`, oldest first; at most about `max_points` evenly spread (0: all)."""
+        columns = "t, peer_id, throughput, loss, mfu"
+        rows = self._thinned(columns, "node_points", "peer_id = ?", (peer_id,), since, max_points)
         return [NodePoint(*row) for row in rows]
+
+    def _thinned(
+        self, columns: str, table: str, key: str, key_args: tuple, since: float, max_points: int
+    ) -> list[tuple]:
+        """Rows of `table` matching `key` with t > `since`, oldest first; when there are more than `max_points`, the
+        first row at or after each of `max_points` times evenly spread from the first to the last (the last is
+        always there).
+
+        Each pick is one index seek (one lower bound on t, so that SQLite seeks to it instead of scanning from
+        `since`): a long run's series costs `max_points` lookups, not a scan of its history.
+        """
+        select = f"SELECT {columns} FROM {table} WHERE {key} AND t "
+        with self._lock:
+            if max_points <= 0:
+                return self._db.execute(select + "> ? ORDER BY t", (*key_args, since)).fetchall()
+            few = self._db.execute(select + "> ? ORDER BY t LIMIT ?", (*key_args, since, max_points + 1)).fetchall()
+            if len(few) <= max_points:
+                return few
+            first = few[0][0]
+            last = self._db.execute(select + "> ? ORDER BY t DESC LIMIT 1", (*key_args, since)).fetchone()[0]
+            rows: list[tuple] = []
+            for i in range(max_points):
+                target = first + (last - first) * i / (max_points - 1)
+                row = self._db.execute(select + ">= ? ORDER BY t LIMIT 1", (*key_args, target)).fetchone()
+                if row is not None and (not rows or row[0] > rows[-1][0]):
+                    rows.append(row)
+            return rows
 
     def prune_node_points(self, older_than: float) -> int:
         return self._write("DELETE FROM node_points WHERE t < ?", (older_than,)).rowcount
@@ -433,12 +459,10 @@ class CoordinatorStore:
             ),
         )  # fmt: skip
 
-    def run_points(self, since: float = 0.0) -> list[RunPoint]:
-        rows = self._read(
-            "SELECT t, nodes_alive, nodes_gone, coverage, throughput, loss, mfu, tokens, shards FROM run_points "
-            "WHERE t > ? ORDER BY t",
-            (since,),
-        )
+    def run_points(self, since: float = 0.0, max_points: int = 0) -> list[RunPoint]:
+        """The run's samples after `since`, oldest first; at most about `max_points` evenly spread (0: all)."""
+        columns = "t, nodes_alive, nodes_gone, coverage, throughput, loss, mfu, tokens, shards"
+        rows = self._thinned(columns, "run_points", "1", (), since, max_points)
         return [
             RunPoint(*row[:8], {k: (int(v[0]), float(v[1])) for k, v in json.loads(row[8]).items()}) for row in rows
         ]
