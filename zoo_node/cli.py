@@ -15,6 +15,7 @@ from zoo_node.commands import chain as chain_commands
 from zoo_node.commands import control as control_commands
 from zoo_node.commands import coordinator as coordinator_commands
 from zoo_node.commands import keys as keys_commands
+from zoo_node.commands import model as model_commands
 from zoo_node.commands import service as service_commands
 from zoo_node.commands import worker as worker_commands
 from zoo_node.errors import ZooError
@@ -54,6 +55,7 @@ def _root(
 # Command groups. Each area adds one line here; the modules import heavy libraries lazily.
 keys_commands.register(app)
 coordinator_commands.register(app)
+model_commands.register(app)
 chain_commands.register(app)
 control_commands.register(app)
 service_commands.register(app)

@@ -16,6 +16,7 @@ from torch import nn
 
 from zoo_node.model.attention import Backend, causal_attention
 from zoo_node.model.config import Zen3Config
+from zoo_node.model.kernels import gather_token_rows, permute_rows, rms_norm, rotary_qkv
 from zoo_node.model.moe import (
     Expert,
     ExpertBackend,
@@ -23,9 +24,7 @@ from zoo_node.model.moe import (
     experts_forward,
     load_balancing_loss,
     router_z_loss,
-    sort_assignments,
 )
-from zoo_node.model.rope import apply_rotary
 
 ExpertDispatcher = Callable[[int, int, torch.Tensor, torch.Tensor], torch.Tensor]
 """`(layer_index, group_index, rows [n, D], expert_ids [n]) -> [n, D]`: run expert group `group_index` of MoE layer
@@ -41,7 +40,7 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
+        return rms_norm(x, self.weight, self.eps)
 
 
 class Attention(nn.Module):
@@ -61,11 +60,7 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         B, T, _ = x.shape
         H, KV, D = self.n_heads, self.n_kv_heads, self.head_dim
-        qkv = self.wqkv(x).view(B, T, H + 2 * KV, D)
-        # One rotation for queries and keys together: [B, T, H + KV, D] against tables [T, 1, D].
-        qk = apply_rotary(qkv[:, :, : H + KV], cos[:, None], sin[:, None])
-        q, k = qk.split([H, KV], dim=2)
-        v = qkv[:, :, H + KV :]
+        q, k, v = rotary_qkv(self.wqkv(x).view(B, T, H + 2 * KV, D), cos, sin, H, KV)
         out = causal_attention(q, k, v, self.window, self.backend)
         return self.wo(out.reshape(B, T, H * D))
 
@@ -108,8 +103,14 @@ class MoELayer(nn.Module):
         flat = x.reshape(-1, shape[-1])
         routing = self.router(flat)
         self.last_counts = routing.counts
-        token, expert_ids, gates = sort_assignments(routing)
-        rows = flat[token]
+        n_tokens, k = routing.experts.shape
+        # Assignments in token-major order (token t owns t*k .. t*k+k-1), sorted by expert (stable: by token within
+        # an expert); `inverse` maps an assignment to its sorted position. Both directions are gathers.
+        assigned = routing.experts.flatten()
+        order = torch.argsort(assigned, stable=True)
+        inverse = torch.empty_like(order).index_copy_(0, order, torch.arange(order.numel(), device=order.device))
+        expert_ids = assigned.index_select(0, order)
+        rows = gather_token_rows(flat, order, inverse, k)
         counts = routing.counts.tolist()  # one device sync per layer: the slices' lengths must be known
         if self.dispatcher is None:
             if self.experts is None:
@@ -117,7 +118,8 @@ class MoELayer(nn.Module):
             y = experts_forward(rows, list(self.experts), counts, self.expert_backend)
         else:
             y = self._dispatch(rows, expert_ids, counts)
-        combined = flat.new_zeros(flat.shape).index_add(0, token, y * gates[:, None].to(y.dtype))
+        per_token = permute_rows(y, inverse, order).view(n_tokens, k, -1)
+        combined = (per_token * routing.gates.to(y.dtype)[:, :, None]).sum(1)
         aux = self.aux_loss_coef * load_balancing_loss(routing) + self.z_loss_coef * router_z_loss(routing)
         return combined.view(shape), aux
 

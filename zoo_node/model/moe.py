@@ -158,11 +158,3 @@ class _ContiguousGrad(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         return grad.contiguous()
-
-
-def sort_assignments(routing: Routing) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(token index, expert id, gate) of every assignment, sorted by expert (stable, so by token within an expert)."""
-    flat = routing.experts.flatten()
-    order = torch.argsort(flat, stable=True)
-    token = order // routing.experts.shape[1]
-    return token, flat[order], routing.gates.flatten()[order]
