@@ -87,20 +87,24 @@ def test_store_keeps_receipts_once_across_a_reopen_and_closes_epochs_atomically(
     assert _receipt(store, "A", b"d1") == (first, False)  # the same announcement again
     second, _ = _receipt(store, "B", b"d1", heard_at=11.0)  # another member's copy of the round
     third, _ = _receipt(store, "A", b"d2", heard_at=30.0, tokens=100)
+    row = dict(run_id=1, shard="stage/0", round=2, tokens=0, flops=0.0, seconds=0.0, device="", receipt=b"")
+    batch = store.add_receipts([{**row, "announcer": "C", "digest": b"d3"}, {**row, "announcer": "A", "digest": b"d1"},
+                                {**row, "announcer": "C", "digest": b"d3"}])  # fmt: skip
+    assert batch[1:] == [(first, False), (batch[0][0], False)] and batch[0][1]
     store.close()
 
     store = CoordinatorStore(tmp_path / "c.sqlite3")  # a restart
-    assert store.path.with_name("c.sqlite3-wal").exists() or True
-    assert [r.id for r in store.pending_receipts(1)] == [first, second, third]
+    fourth = batch[0][0]
+    assert [r.id for r in store.pending_receipts(1)] == [first, second, third, fourth]
     assert [r.id for r in store.pending_receipts(1, heard_before=20.0)] == [first, second]
     totals = store.receipt_totals(1)
-    assert (totals.heard, totals.pending, totals.tokens) == (3, 3, 228)
+    assert (totals.heard, totals.pending, totals.tokens) == (4, 4, 228)
     store.save_intent(1, 1, {"receipt_ids": [first, second]})
     assert store.unfinished_intent(1) == (1, {"receipt_ids": [first, second]})
     store.finish_intent(1, 1, [first, second])
     assert store.unfinished_intent(1) is None
     assert store.epoch_of_receipts(1) == {1: 2}
-    assert [r.id for r in store.pending_receipts(1)] == [third]
+    assert [r.id for r in store.pending_receipts(1)] == [third, fourth]
     with pytest.raises(StoreError, match="epoch 1 is already settled"):
         store.save_intent(1, 1, {"receipt_ids": [third]})
     assert sqlite3.connect(store.path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"

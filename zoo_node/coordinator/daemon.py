@@ -156,6 +156,8 @@ class Coordinator:
         self._chain_ahead_s = 0.0
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zoo-coord-db")
         self._ledger_reader = None
+        self._heard: list[tuple[str, Any]] = []  # (announcer, HeardReceipt) not yet committed
+        self._heard_wanted = asyncio.Event()
         self._settle_lock = asyncio.Lock()
         self._settle_wanted = asyncio.Event()
         self._registry_wanted = asyncio.Event()
@@ -342,6 +344,7 @@ class Coordinator:
 
     def _start_background(self) -> None:
         for loop in (
+            self._receipt_writer,
             self._registry_loop,
             self._connect_loop,
             self._sweep_loop,
@@ -363,7 +366,8 @@ class Coordinator:
         if accepted.kind == HEARTBEAT:
             self._on_heartbeat(accepted)
         elif accepted.kind == RECEIPT:
-            self._spawn(self._on_receipt(accepted))
+            self._heard.append((accepted.origin, heard_receipt(accepted.envelope.receipt.receipt)))
+            self._heard_wanted.set()
 
     def _on_heartbeat(self, accepted: Accepted) -> None:
         assert self.book is not None and self.store is not None
@@ -392,36 +396,43 @@ class Coordinator:
             self.events.publish(kind, peer_id=accepted.origin, detail=detail)
             logger.info("node %s %s (shard %s)", accepted.origin, change, heartbeat.shard or "-")
 
-    async def _on_receipt(self, accepted: Accepted) -> None:
+    async def _receipt_writer(self) -> None:
+        """Commit heard receipts (group commit: whatever arrived while the last commit ran goes in one fsync), then
+        count them. A receipt is counted, and shown, only once it is durable."""
         assert self.book is not None and self.store is not None
-        heard = heard_receipt(accepted.envelope.receipt.receipt)
-        receipt_id, new = await self.db(
-            lambda: self.store.add_receipt(
-                run_id=self.run_id,
-                announcer=accepted.origin,
-                digest=heard.digest,
-                shard=heard.shard,
-                round=heard.round,
-                tokens=heard.tokens,
-                flops=heard.flops,
-                seconds=heard.seconds,
-                device=heard.device,
-                receipt=heard.blob,
-            )
-        )
-        if not new:
-            self.receipts_duplicate += 1
-            return
-        self.receipts_heard += 1
-        self.receipts_pending += 1
-        self.tokens += heard.tokens
-        self.book.count_receipt(accepted.origin)
-        self.events.publish(
-            pb.EVENT_KIND_RECEIPT,
-            peer_id=accepted.origin,
-            detail=f"receipt {receipt_id}: {heard.shard} round {heard.round}"
-            + ("" if heard.parsed else " (malformed)"),
-        )
+        while True:
+            await self._heard_wanted.wait()
+            self._heard_wanted.clear()
+            batch, self._heard = self._heard, []
+            if not batch:
+                continue
+            rows = [
+                dict(run_id=self.run_id, announcer=origin, digest=h.digest, shard=h.shard, round=h.round,
+                     tokens=h.tokens, flops=h.flops, seconds=h.seconds, device=h.device, receipt=h.blob)
+                for origin, h in batch
+            ]  # fmt: skip
+            try:
+                results = await self.db(self.store.add_receipts, rows)
+            except ZooError as exc:
+                logger.error("receipts not stored (retrying in 1 s): %s", exc)
+                self._heard = batch + self._heard
+                await asyncio.sleep(1.0)
+                self._heard_wanted.set()
+                continue
+            for (origin, heard), (receipt_id, new) in zip(batch, results, strict=True):
+                if not new:
+                    self.receipts_duplicate += 1
+                    continue
+                self.receipts_heard += 1
+                self.receipts_pending += 1
+                self.tokens += heard.tokens
+                self.book.count_receipt(origin)
+                self.events.publish(
+                    pb.EVENT_KIND_RECEIPT,
+                    peer_id=origin,
+                    detail=f"receipt {receipt_id}: {heard.shard} round {heard.round}"
+                    + ("" if heard.parsed else " (malformed)"),
+                )
 
     # ---- loops -----------------------------------------------------------------------------------------------
     async def refresh_registry(self) -> int:

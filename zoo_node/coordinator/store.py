@@ -321,33 +321,40 @@ class CoordinatorStore:
         return dict(self._read("SELECT data_peer_id, control_peer_id FROM bindings WHERE run_id = ?", (run_id,)))
 
     # ---- receipts
-    def add_receipt(
-        self,
-        *,
-        run_id: int,
-        announcer: str,
-        digest: bytes,
-        shard: str,
-        round: int,
-        tokens: int,
-        flops: float,
-        seconds: float,
-        device: str,
-        receipt: bytes,
-        heard_at: float | None = None,
-    ) -> tuple[int, bool]:
-        """Commit a heard receipt (fsynced); returns (id, new). The same (announcer, digest) again is not new."""
-        heard_at = time.time() if heard_at is None else heard_at
-        cursor = self._write(
-            "INSERT INTO receipts (run_id, announcer, digest, shard, round, tokens, flops, seconds, device, receipt, "
-            "heard_at) VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (announcer, digest) DO NOTHING",
-            (run_id, announcer, digest, shard, round, tokens, _opt(flops) or 0.0, _opt(seconds) or 0.0, device,
-             receipt, heard_at),
-        )  # fmt: skip
-        if cursor.rowcount == 1:
-            return int(cursor.lastrowid), True
-        row = self._read("SELECT id FROM receipts WHERE announcer = ? AND digest = ?", (announcer, digest))
-        return int(row[0][0]), False
+    def add_receipt(self, **receipt: Any) -> tuple[int, bool]:
+        """Commit one heard receipt (see `add_receipts`); returns (id, new)."""
+        return self.add_receipts([receipt])[0]
+
+    def add_receipts(self, receipts: list[dict[str, Any]]) -> list[tuple[int, bool]]:
+        """Commit heard receipts in one fsynced transaction; returns (id, new) of each, in order.
+
+        Each is a dict of run_id, announcer, digest, shard, round, tokens, flops, seconds, device, receipt and
+        optionally heard_at. The same (announcer, digest) again is not new: it keeps its first id.
+        """
+        results: list[tuple[int, bool]] = []
+        now = time.time()
+        try:
+            with self._lock, self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                for r in receipts:
+                    cursor = self._db.execute(
+                        "INSERT INTO receipts (run_id, announcer, digest, shard, round, tokens, flops, seconds, "
+                        "device, receipt, heard_at) VALUES (?,?,?,?,?,?,?,?,?,?,?) "
+                        "ON CONFLICT (announcer, digest) DO NOTHING",
+                        (r["run_id"], r["announcer"], r["digest"], r["shard"], r["round"], r["tokens"],
+                         _opt(r["flops"]) or 0.0, _opt(r["seconds"]) or 0.0, r["device"], r["receipt"],
+                         r.get("heard_at") or now),
+                    )  # fmt: skip
+                    if cursor.rowcount == 1:
+                        results.append((int(cursor.lastrowid), True))
+                    else:
+                        row = self._db.execute(
+                            "SELECT id FROM receipts WHERE announcer = ? AND digest = ?", (r["announcer"], r["digest"])
+                        ).fetchone()
+                        results.append((int(row[0]), False))
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path}: cannot commit {len(receipts)} receipt(s): {exc}") from None
+        return results
 
     _RECEIPT_COLUMNS = "id, announcer, digest, shard, round, tokens, flops, seconds, device, receipt, heard_at, epoch"
 
