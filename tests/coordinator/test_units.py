@@ -41,6 +41,15 @@ def test_run_file_splits_spec_and_settlement_terms(tmp_path: Path) -> None:
     assert "[settlement]" not in run_file.spec_toml and 'name = "coord-test"' in run_file.spec_toml
 
 
+def test_the_testnet_example_run_file_registers_the_testnet_spec() -> None:
+    from zoo_node.runspec import load_runspec
+
+    docs = Path(__file__).resolve().parents[2] / "docs" / "examples"
+    run_file = load_run_file(docs / "testnet-coordinator-run.toml")
+    assert run_file.spec.content_hash == load_runspec(docs / "testnet-run.toml").content_hash
+    assert run_file.settlement.funding_wei == 24 * run_file.settlement.reward_per_epoch_wei
+
+
 @pytest.mark.parametrize(
     ("text", "error", "message"),
     [
