@@ -17,6 +17,7 @@ from zoo_node.commands import coordinator as coordinator_commands
 from zoo_node.commands import keys as keys_commands
 from zoo_node.commands import model as model_commands
 from zoo_node.commands import service as service_commands
+from zoo_node.commands import testnet as testnet_commands
 from zoo_node.commands import worker as worker_commands
 from zoo_node.errors import ZooError
 from zoo_node.logs import configure_logging
@@ -59,6 +60,7 @@ model_commands.register(app)
 chain_commands.register(app)
 control_commands.register(app)
 service_commands.register(app)
+testnet_commands.register(app)
 worker_commands.register(app)
 
 

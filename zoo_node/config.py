@@ -126,6 +126,9 @@ class WorkerConfig(_Section):
         False,
         description="Run the worker's DHT in client mode (no inbound connections; averaging through relays).",
     )
+    num_shards: int = Field(
+        1, ge=1, description="Shards of the run this worker serves, chosen by coverage (the least-served first)."
+    )
     use_relay: bool = Field(True, description="Allow circuit relays for peers that cannot be dialled directly.")
     restart_backoff_s: float = Field(1.0, gt=0, description="First delay before restarting a worker that exited.")
     restart_backoff_max_s: float = Field(60.0, gt=0, description="Largest restart delay (the backoff doubles).")
@@ -170,6 +173,11 @@ class NodeConfig(_Section):
     network: str = Field("devnet", description="Name of the network this node belongs to (devnet for local runs).")
     run_id: int | None = Field(
         None, ge=0, description="Run to join; unset means the only active run in the RunRegistry."
+    )
+    run_spec: Path | None = Field(
+        None,
+        description="The run's spec file (TOML) for the worker to train; its hash must match the run's spec hash on "
+        "chain. Relative paths are taken from the home.",
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log verbosity.")
     owner_address: str | None = Field(

@@ -27,6 +27,12 @@ def join(
         help="Keystore password file, needed only to send transactions (else $ZOO_NODE_PASSWORD_FILE, the systemd "
         "credential, or a prompt).",
     ),
+    run_spec: Path | None = typer.Option(
+        None,
+        "--run-spec",
+        help="The run's spec file for the worker to train (default: run_spec in config); its hash must match the "
+        "run's spec hash on chain.",
+    ),
     worker_mode: str = typer.Option(
         "full",
         "--worker-mode",
@@ -49,6 +55,7 @@ def join(
             stake=stake,
             password_file=password_file,
             worker_mode=worker_mode,
+            run_spec=run_spec,
         )
     )
     raise typer.Exit(code)

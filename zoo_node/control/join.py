@@ -41,6 +41,23 @@ class JoinOptions:
     stake: str | None = None
     password_file: Path | None = None
     worker_mode: str = "full"
+    run_spec: Path | None = None  # the run's spec file; its hash must be the one the RunRegistry records
+
+
+def _checked_run_spec(path: Path | None, chain_hash: bytes, home: Path) -> Path | None:
+    """The run spec to train, checked against the hash the RunRegistry records for the run (JoinError if not it)."""
+    if path is None:
+        return None
+    from zoo_node.config import resolve_in_home
+    from zoo_node.runspec import load_runspec
+
+    path = resolve_in_home(home, Path(path))
+    spec = load_runspec(path)
+    if chain_hash and bytes.fromhex(spec.content_hash) != chain_hash:
+        raise JoinError(
+            f"{path}: its content hash {spec.content_hash} is not the run's spec hash on chain ({chain_hash.hex()})"
+        )
+    return path
 
 
 class StartupSteps:
@@ -136,6 +153,9 @@ async def run_join(opts: JoinOptions) -> int:
         run_id = await asyncio.to_thread(directory.pick_run, config.run_id)
         run = await asyncio.to_thread(directory.client.runs.get_run, run_id)
         notes.append(f"run {run_id}")
+        run_spec = _checked_run_spec(opts.run_spec or config.run_spec, run.spec_hash if run is not None else b"", home)
+        if run_spec is not None:
+            notes.append(f"spec {run_spec.name}")
     subreaper = enable_subreaper()
     node = NodeSupervisor(
         NodeOptions(
@@ -149,6 +169,7 @@ async def run_join(opts: JoinOptions) -> int:
             config_flags=flags,
             extra_bootstrap=list(opts.bootstrap),
             worker_mode=opts.worker_mode,
+            run_spec=run_spec,
             spec_hash=run.spec_hash if run is not None else b"",
             subreaper=subreaper,
         )

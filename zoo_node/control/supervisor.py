@@ -81,6 +81,7 @@ class NodeOptions:
     worker_mode: str = "full"  # full | lifecycle | none
     shard: str = ""
     spec_hash: bytes = b""
+    run_spec: Path | None = None  # checked against spec_hash by join; the worker trains it
     subreaper: bool = False
 
 
@@ -175,6 +176,8 @@ class NodeSupervisor:
         extra = []
         if self.options.worker_mode != "full":
             extra = ["--mode", self.options.worker_mode]
+        elif self.options.run_spec is not None:
+            extra = ["--run-spec", str(self.options.run_spec)]
         return WorkerSpec(
             home=self.home,
             socket_path=self.worker_socket,
