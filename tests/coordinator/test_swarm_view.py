@@ -225,6 +225,21 @@ def test_state_changing_calls_without_the_admin_token_are_permission_denied(swar
         assert list(admin.settle().settled) == []  # the token works; no epoch has ended
 
 
+def test_the_admin_commands_change_the_run_on_chain_with_the_homes_token(swarm: Swarm) -> None:
+    home, address = str(swarm.coordinator.home), swarm.coordinator.address
+    code, out, err = _cli("coordinator", "pause", "--home", home, "--coordinator", address, "--reason", "t", "--json")
+    assert code == 0, err
+    assert json.loads(out) == {"status": "paused"}
+    with swarm.client as client:
+        assert client.get_run().status == "paused"
+        run_id = client.get_run().run_id
+    assert swarm.chain.client().runs.get_run(run_id).status.name == "PAUSED"
+    code, out, err = _cli("coordinator", "resume", "--home", home, "--coordinator", address)
+    assert (code, out.strip()) == (0, "the run is active"), err
+    code, out, err = _cli("coordinator", "settle", "--home", home, "--coordinator", address)
+    assert (code, out.strip()) == (0, "no epoch has ended since the last settlement"), err
+
+
 def _cli(*args: str) -> tuple[int, str, str]:
     from zoo_node.cli import main
 
