@@ -211,3 +211,23 @@ def test_a_joining_worker_takes_the_least_covered_shards_and_moves_only_beyond_t
     assert should_move(two, "x", "stage/0", margin=0.5) is None  # 60 is not below half of 100
     slow = {**two, "stage/1": [_record("b", 40, shard="stage/1")]}
     assert should_move(slow, "x", "stage/0", margin=0.5) == "stage/1"
+
+
+def test_a_backward_whose_graph_was_dropped_for_an_update_recomputes_on_the_same_replica():
+    runtime = _expert_runtime()
+    record = ServerRecord(peer="me", shard="experts/1/0", expires=float("inf"))
+    router = Router(lambda shard: [record], bans=False)  # a worker's own shard: never banned
+    transport = Transport(None, None, "unit", "me", {"experts/1/0": runtime})
+    rows, ids = _rows()
+    x = rows.clone().requires_grad_(True)
+    (y,) = remote_call(ShardCall(router, transport, "experts/1/0", {"micro": "m", "layer": 2}, 6), x, ids)
+    with runtime.exclusive(drain_timeout=0.0):  # an update that could not wait: the pending graph is dropped
+        pass
+    assert runtime.pending == 0 and runtime.evicted == 1
+    y.sum().backward()
+    module = runtime.backend.module
+    ref_x = rows.clone().requires_grad_(True)
+    module(2, ref_x, ids).sum().backward()
+    torch.testing.assert_close(x.grad, ref_x.grad, rtol=0, atol=0)
+    router.ban("experts/1/0", record)
+    assert not router.is_banned("experts/1/0", "me")

@@ -31,7 +31,7 @@ from zoo_node.worker.remote import ShardCall, Transport, remote_call
 from zoo_node.worker.routing import Router
 from zoo_node.worker.runtime import ShardRuntime
 from zoo_node.worker.servicer import ShardServicer
-from zoo_node.worker.shard_choice import choose_shards
+from zoo_node.worker.shard_choice import choose_shards, should_move
 from zoo_node.worker.shards import build_backend, shard_names
 from zoo_node.worker.trainer import ShardTrainer
 
@@ -149,39 +149,19 @@ class WorkerNode:
         logger.info("serving shards", extra={"shards": shards, "peer": self.peer})
         r = self.spec.routing
         self.router = Router(self._lookup)
-        self.local_router = Router(lambda s: [ServerRecord(peer=self.peer, shard=s, expires=float("inf"))])
-        for shard in shards:
-            backend = build_backend(self.spec, shard, self._call_group)
-            self.runtimes[shard] = ShardRuntime(backend, activation_ttl_s=r.activation_ttl_s)
-        # The driver's own stage 0 always runs here; every other shard goes where the router sends it.
-        self._make_call = self._call_factory({"stage/0"} & set(self.runtimes))
+        self.local_router = Router(lambda s: [ServerRecord(peer=self.peer, shard=s, expires=float("inf"))], bans=False)
         self.transport = Transport(self.p2p, self.loop, self.spec.name, self.peer, self.runtimes)
-        sinks: list[ReceiptSink] = [JsonlReceiptLog(self.dir / "receipts.jsonl"), *self.options.extra_sinks]
-        for shard, runtime in self.runtimes.items():
-            trainer = ShardTrainer(
-                self.spec,
-                runtime,
-                dht=self.dht,
-                peer=self.peer,
-                client_mode=self.config.worker.client_mode,
-                sinks=sinks,
-                home=self.home if self.options.checkpoints else None,
-            )
-            self.trainers[shard] = trainer
-            restored = trainer.restore_checkpoint()
-            others = [rec for rec in self._lookup(shard) if rec.peer != self.peer]
-            behind = bool(others) and max(rec.round for rec in others) > trainer.round
-            if behind and not trainer.load_state_from_peers():
-                logger.warning("no replica gave its state; starting from what we have", extra={"shard": shard})
-            logger.info(
-                "shard ready",
-                extra={"shard": shard, "round": trainer.round, "restored": restored, "loads": trainer.state_loads},
-            )
+        self._sinks: list[ReceiptSink] = [JsonlReceiptLog(self.dir / "receipts.jsonl"), *self.options.extra_sinks]
+        # The driver's own stage 0 always runs here; every other shard goes where the router sends it.
+        self._make_call = self._call_factory({"stage/0"} & set(shards))
+        for shard in shards:
+            self._prepare_shard(shard)
         self.servicer = ShardServicer(self.runtimes, call_timeout_s=r.call_timeout_s)
         self._await(self.servicer.add_p2p_handlers(self.p2p, namespace=self.spec.name))
         self._announce_all()
         self._spawn(self._announce_loop, "announce")
         self._spawn(self._checkpoint_loop, "checkpoint")
+        self._spawn(self._rebalance_loop, "rebalance")
         for trainer in self.trainers.values():
             trainer.start()
         if self.options.drive and "stage/0" in self.runtimes:
@@ -222,6 +202,67 @@ class WorkerNode:
         """A served shard's parameters and accumulated gradients, by parameter name (over `rpc_inspect`)."""
         return self.transport.inspect(peer, shard)
 
+    def _prepare_shard(self, shard: str) -> ShardTrainer:
+        """Build a shard, restore its checkpoint, load the live replicas' state if they are ahead (not yet serving)."""
+        backend = build_backend(self.spec, shard, self._call_group)
+        runtime = ShardRuntime(backend, activation_ttl_s=self.spec.routing.activation_ttl_s)
+        trainer = ShardTrainer(
+            self.spec,
+            runtime,
+            dht=self.dht,
+            peer=self.peer,
+            client_mode=self.config.worker.client_mode,
+            sinks=self._sinks,
+            home=self.home if self.options.checkpoints else None,
+        )
+        restored = trainer.restore_checkpoint()
+        others = [rec for rec in self._lookup(shard) if rec.peer != self.peer]
+        behind = bool(others) and max(rec.round for rec in others) > trainer.round
+        if behind and not trainer.load_state_from_peers():
+            logger.warning("no replica gave its state; starting from what we have", extra={"shard": shard})
+        # Registered only now: the servicer and the router's local path see the shard once its state is loaded.
+        self.runtimes[shard] = runtime
+        self.trainers[shard] = trainer
+        logger.info(
+            "shard ready",
+            extra={"shard": shard, "round": trainer.round, "restored": restored, "loads": trainer.state_loads},
+        )
+        return trainer
+
+    def move(self, old: str, new: str) -> None:
+        """Stop serving `old` (withdrawn, checkpointed) and serve `new` (its state loaded from its replicas)."""
+        logger.info("moving to a less covered shard", extra={"from": old, "to": new})
+        trainer = self.trainers.pop(old)
+        withdraw(self.dht, self.spec.name, self.peer, old)
+        trainer.stop()
+        with contextlib.suppress(Exception):
+            trainer.save_checkpoint()
+        self.runtimes.pop(old, None)
+        self._prepare_shard(new).start()
+        self._announce_all()
+
+    def _rebalance_loop(self) -> None:
+        """Every `rebalance_period_s`, move one shard if the swarm is unbalanced beyond `rebalance_margin` (never
+        the stage a driver drives, never a shard we alone serve, never to a second stage or a shard we have)."""
+        r = self.spec.routing
+        while not self._stop.wait(r.rebalance_period_s):
+            if self.options.shards is not None:  # shards given by the operator stay put
+                continue
+            try:
+                names = shard_names(self.spec)
+                records = {s: self._lookup(s) for s in names}
+                for current in list(self.runtimes):
+                    if current == "stage/0" and self.driver is not None:
+                        continue
+                    target = should_move(records, self.peer, current, r.rebalance_margin)
+                    has_stage = any(s.startswith("stage/") for s in self.runtimes if s != current)
+                    if target is None or target in self.runtimes or (has_stage and target.startswith("stage/")):
+                        continue
+                    self.move(current, target)
+                    break  # one move per period: the others' records must catch up first
+            except Exception:
+                logger.exception("rebalancing failed")
+
     def _first_step(self) -> int:
         # A restarted driver continues from its stage 0's round (one round per step when the swarm is balanced).
         trainer = self.trainers.get("stage/0")
@@ -233,13 +274,14 @@ class WorkerNode:
         self._threads.append(thread)
 
     def _announce_all(self) -> None:
-        for shard, runtime in self.runtimes.items():
+        for shard, trainer in list(self.trainers.items()):
+            runtime = trainer.runtime
             record = ServerRecord(
                 peer=self.peer,
                 shard=shard,
                 tokens_per_s=runtime.throughput.tokens_per_s,
                 queued_tokens=runtime.queued_tokens,
-                round=self.trainers[shard].round,
+                round=trainer.round,
                 maddrs=self.maddrs,
             )
             announce(self.dht, self.spec.name, record, self.spec.routing.record_ttl_s)
@@ -280,7 +322,7 @@ class WorkerNode:
                     "tokens_per_s": t.runtime.throughput.tokens_per_s,
                     "evicted": t.runtime.evicted,
                 }
-                for s, t in self.trainers.items()
+                for s, t in list(self.trainers.items())
             },
             "driver": None
             if self.driver is None

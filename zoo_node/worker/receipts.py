@@ -50,6 +50,11 @@ class Receipt:
 ReceiptSink = Callable[[Receipt], None]
 
 
+def receipt_samples(receipt: Receipt) -> dict[str, int]:
+    """{member PeerID: samples}, the averaging weights every member gathered (the co-signed body's content)."""
+    return {m.peer: m.samples for m in receipt.members}
+
+
 class JsonlReceiptLog:
     """Appends receipts to a JSON-lines file (the worker's own record; the supervisor gets them via its hook)."""
 

@@ -22,7 +22,7 @@ from hivemind.utils.asyncio import as_aiter
 
 from zoo_node.errors import ZooError
 from zoo_node.worker.routing import NoReplica, Router
-from zoo_node.worker.runtime import ShardRuntime
+from zoo_node.worker.runtime import MissingActivations, ShardRuntime
 from zoo_node.worker.servicer import ShardServicer
 from zoo_node.worker.wire import IncompleteMessage, decode, decode_stream, encode
 
@@ -37,6 +37,11 @@ class CallFailed(ZooError):
 def is_nested_failure(exc: BaseException) -> bool:
     """Whether a call failed because a shard the callee called had no working replica (not the callee's fault)."""
     return isinstance(exc, CallFailed | NoReplica) or "failed on every replica tried" in str(exc)
+
+
+def is_missing_activations(exc: BaseException) -> bool:
+    """Whether the callee is fine but no longer holds the forward's graph (evicted, or dropped for an update)."""
+    return isinstance(exc, MissingActivations) or "MissingActivations" in str(exc) or "no activations for" in str(exc)
 
 
 class Transport:
@@ -170,14 +175,20 @@ class ShardCall:
                 return self.transport.backward(self.peer, self.header, grads, None, self.timeout_s)
             except Exception as exc:
                 self.attempts.append(f"{self.peer}: {type(exc).__name__}: {exc}")
+                if is_missing_activations(exc):  # alive, but it dropped our graph: it recomputes from the inputs
+                    try:
+                        return self.transport.backward(self.peer, self.header, grads, self.inputs, self.timeout_s)
+                    except Exception as again:
+                        exc = again
                 logger.warning(
                     "backward failed on the forward's replica; recomputing elsewhere",
                     extra={"shard": self.shard, "peer": self.peer, "why": str(exc)[:300]},
                 )
-                for record in self.router.replicas(self.shard):
-                    if record.peer == self.peer:
-                        self.router.ban(self.shard, record)
-        # Another replica, or the same one if it is all there is (it may only have evicted our activations).
+                if not is_nested_failure(exc):
+                    for record in self.router.replicas(self.shard):
+                        if record.peer == self.peer:
+                            self.router.ban(self.shard, record)
+        # Another replica, or the same one if it is all there is, with the inputs to recompute the forward.
         _, result = self._attempt("backward", set(), grads, self.inputs)
         return result
 

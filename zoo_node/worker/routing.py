@@ -34,8 +34,11 @@ class Router:
     `lookup(shard)` returns the shard's live records (from the DHT); results are cached for `refresh_s`.
     """
 
-    def __init__(self, lookup: Callable[[str], list[ServerRecord]], *, refresh_s: float = 1.0) -> None:
+    def __init__(
+        self, lookup: Callable[[str], list[ServerRecord]], *, refresh_s: float = 1.0, bans: bool = True
+    ) -> None:
         self.lookup = lookup
+        self.use_bans = bans  # False for a worker's own shards: there is no other replica to go to
         self.refresh_s = refresh_s
         self._cache: dict[str, tuple[float, list[ServerRecord]]] = {}
         self._banned: dict[tuple[str, str], float] = {}  # (shard, peer) -> until (monotonic)
@@ -78,6 +81,8 @@ class Router:
         """Ban a replica for this shard until its record expires (at least a second, at most `longest_s`)."""
         from hivemind.utils.timed_storage import get_dht_time
 
+        if not self.use_bans:
+            return
         left = min(longest_s, max(1.0, record.expires - get_dht_time()))
         with self._lock:
             self._banned[(shard, record.peer)] = time.monotonic() + left

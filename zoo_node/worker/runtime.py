@@ -132,8 +132,10 @@ class ShardRuntime:
                 leaves = [x.detach().requires_grad_(x.is_floating_point()) for x in inputs]
                 with torch.enable_grad():
                     outputs = list(self.backend.forward(leaves, header))
-                self.throughput.update(tokens, time.perf_counter() - start)
+                seconds = time.perf_counter() - start
+                self.throughput.update(tokens, seconds)
                 with self._cond:
+                    self.progress.seconds += seconds  # compute seconds: forward here, backward in _account
                     self._pending[key] = _Pending(leaves, outputs, time.monotonic(), str(header.get("micro", "")))
         finally:
             self.queued_tokens -= tokens

@@ -248,6 +248,12 @@ class ShardTrainer:
             members = [m for m in members if m is not None]
             self.rounds_averaged += 1
             self._check_divergence(gathered, probe)
+        if gathered:
+            # The group's round: every member numbers it the same (the highest round gathered, plus one), so their
+            # receipts share one body to co-sign; a member that lagged adopts it.
+            rounds = [d["round"] for d in gathered.values() if isinstance(d, dict) and isinstance(d.get("round"), int)]
+            with self._state_lock:
+                self.round = max([self.round, *(r + 1 for r in rounds)])
         receipt = Receipt(self.spec.name, self.shard, self.round, tuple(members), averaged=bool(gathered))
         self.last_receipt = receipt
         for sink in self.sinks:

@@ -13,30 +13,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from zoo_node.config import NodeConfig
+from zoo_node.identity import load_data_seed
+from zoo_node.receipts import RoundBody
 from zoo_node.runspec import RunSpec, load_runspec
+from zoo_node.worker.cosigning import cosigned_receipt
 from zoo_node.worker.node import WorkerError, WorkerNode, WorkerOptions
-from zoo_node.worker.receipts import Receipt
+from zoo_node.worker.receipts import Receipt, receipt_samples
 
 logger = logging.getLogger(__name__)
-
-
-def receipt_message(receipt: Receipt, *, run_id: int, peer: str, device: str) -> Any:
-    """The supervisor's `Receipt` message for one of our rounds: the group's members and samples, and this node's
-    own tokens, FLOPs and seconds."""
-    from zoo_node.proto import worker_pb2
-
-    own = next((m for m in receipt.members if m.peer == peer), None)
-    return worker_pb2.Receipt(
-        run_id=run_id,
-        shard=receipt.shard,
-        round=receipt.round,
-        members=[worker_pb2.ReceiptMember(peer_id=m.peer, samples=m.samples) for m in receipt.members],
-        tokens=own.tokens if own else 0,
-        flops=own.flops if own else 0.0,
-        seconds=own.seconds if own else 0.0,
-        device=device,
-    )
 
 
 class _Totals:
@@ -64,14 +51,33 @@ def training_work(spec_path: Path, config: NodeConfig):  # -> WorkFn (lifecycle'
         device = ctx.assignment.device or "cpu"
         holder: dict[str, Any] = {}
 
+        data_key = Ed25519PrivateKey.from_private_bytes(load_data_seed(ctx.home))
+
         def submit(receipt: Receipt) -> None:
+            """Co-sign the round with its group through the DHT and journal it (work accounting's format)."""
             holder["totals"].add(receipt)
-            peer = holder["node"].peer
-            ctx.submit_receipt(receipt_message(receipt, run_id=ctx.assignment.run_id, peer=peer, device=device))
+            node = holder["node"]
+            own = next((m for m in receipt.members if m.peer == node.peer), None)
+            if not receipt.averaged or own is None or len(receipt.members) < 2:
+                return  # a replica that stepped alone has no witness: such a receipt would be refused
+            body = RoundBody.of(ctx.assignment.run_id, receipt.shard, receipt.round, receipt_samples(receipt))
+            signed = cosigned_receipt(
+                node.dht,
+                spec.name,
+                body,
+                data_key,
+                tokens=own.tokens,
+                flops=own.flops,
+                seconds=own.seconds,
+                device=device,
+                timeout_s=spec.averaging.averaging_timeout_s,
+            )
+            ctx.submit_receipt(signed.to_proto())
 
         options = WorkerOptions(
             initial_peers=list(ctx.assignment.data_bootstrap),
             shards=[ctx.assignment.shard] if ctx.assignment.shard else None,
+            num_shards=config.worker.num_shards,
             extra_sinks=[submit],
         )
         node = WorkerNode(ctx.home, config, spec, options)
