@@ -84,6 +84,9 @@ def test_kill_9_and_restart_settle_every_epoch_once_and_lose_no_receipt(devchain
     assert root_posts(devchain, run_id) == [1, 2, 3]  # each epoch's root posted exactly once
     assert devchain.client().rewards.pool(run_id).allocated == 3 * REWARD
     assert (run.receipts.heard, run.receipts.pending, run.receipts.accepted, run.receipts.rejected) == (9, 0, 9, 0)
+    # CPU nodes: 9 credited rounds of 10 s each; the series counted the receipts as they came
+    assert (run.gpu_hours, run.cpu_hours) == (0.0, pytest.approx(9 * 10.0 / 3600))
+    assert max(p.value for p in run.receipts_series) == 9 and max(p.value for p in run.tokens_series) == run.tokens
     assert {o.owner for o in epoch2.owners} == {a.owner, b.owner, c.owner}
     assert sum(int(o.amount_wei) for o in epoch2.owners) == REWARD
     store = CoordinatorStore(coordinator.home / "coordinator.sqlite3")

@@ -123,8 +123,10 @@ def test_store_keeps_receipts_once_across_a_reopen_and_closes_epochs_atomically(
 def test_store_series_round_trip_missing_values(tmp_path: Path) -> None:
     store = CoordinatorStore(tmp_path / "c.sqlite3")
     store.add_run_point(RunPoint(1.0, 2, 1, 0.5, 10.0, None, math.nan, 5, {"stage/0": (2, 10.0), "stage/1": (0, 0.0)}))
-    store.add_run_point(RunPoint(2.0, 3, 0, 1.0, 12.0, 2.5, 0.1, 9, {"stage/0": (2, 6.0), "stage/1": (1, 6.0)}))
+    shards = {"stage/0": (2, 6.0), "stage/1": (1, 6.0)}
+    store.add_run_point(RunPoint(2.0, 3, 0, 1.0, 12.0, 2.5, 0.1, 9, shards, receipts=4, gpu_hours=1.5, cpu_hours=0.5))
     points = store.run_points()
+    assert (points[1].receipts, points[1].gpu_hours, points[1].cpu_hours) == (4, 1.5, 0.5)
     assert [p.loss for p in points] == [None, 2.5] and points[0].mfu is None
     assert points[1].shards == {"stage/0": (2, 6.0), "stage/1": (1, 6.0)}
     assert [p.t for p in store.run_points(since=1.5)] == [2.0]

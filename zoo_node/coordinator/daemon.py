@@ -544,6 +544,7 @@ class Coordinator:
         alive = self._alive_nodes()
         coverage = shard_coverage(self.shards, alive)
         alive_count, gone_count = self.book.counts()
+        gpu_hours, cpu_hours = await self.device_hours()
         point = RunPoint(
             t=now,
             nodes_alive=alive_count,
@@ -554,11 +555,21 @@ class Coordinator:
             mfu=swarm_mean(alive, lambda n: n.mfu),
             tokens=self.tokens,
             shards={c.shard: (len(c.replicas), c.throughput) for c in coverage},
+            receipts=self.receipts_heard,
+            gpu_hours=gpu_hours,
+            cpu_hours=cpu_hours,
         )
         node_points = [NodePoint(now, n.peer_id, n.throughput, n.loss, n.mfu) for n in alive]
         await self.db(self.store.save_nodes, self.book.take_dirty(), node_points)
         await self.db(self.store.add_run_point, point)
         return point
+
+    async def device_hours(self) -> tuple[float, float]:
+        """(GPU-hours, CPU-hours) of the run: credited in settled epochs, plus the pending receipts' own seconds."""
+        assert self.store is not None
+        gpu, cpu = pending_hours(await self.db(self.store.pending_device_seconds, self.run_id))
+        settled = self._settled.values()
+        return gpu + sum(s.gpu_hours for s in settled), cpu + sum(s.cpu_hours for s in settled)
 
     async def _sample_loop(self) -> None:
         assert self.store is not None
@@ -670,7 +681,7 @@ class Coordinator:
         alive_count, gone_count = self.book.counts()
         current = self.current_epoch()
         last_settled = max(self._settled, default=0)
-        pending_gpu, pending_cpu = pending_hours(await self.db(self.store.pending_device_seconds, self.run_id))
+        gpu_hours, cpu_hours = await self.device_hours()
         mfu = swarm_mean(alive, lambda n: n.mfu)
         if mfu is None and last_settled:
             mfu = self._settled[last_settled].mfu
@@ -694,8 +705,8 @@ class Coordinator:
             tokens=self.tokens,
             loss=float("nan") if loss is None else loss,
             mfu=float("nan") if mfu is None else mfu,
-            gpu_hours=sum(s.gpu_hours for s in self._settled.values()) + pending_gpu,
-            cpu_hours=sum(s.cpu_hours for s in self._settled.values()) + pending_cpu,
+            gpu_hours=gpu_hours,
+            cpu_hours=cpu_hours,
             coordinator_peer_id=self.key.peer_id if self.key is not None else "",
             coordinator_multiaddrs=list(self.swarm.listen_multiaddrs),
             settlement_problem=self.settlement_problem,

@@ -94,7 +94,10 @@ CREATE TABLE IF NOT EXISTS run_points (
     loss REAL,
     mfu REAL,
     tokens INTEGER NOT NULL,
-    shards TEXT NOT NULL            -- JSON: shard -> [replicas, throughput]
+    shards TEXT NOT NULL,           -- JSON: shard -> [replicas, throughput]
+    receipts INTEGER NOT NULL,      -- distinct receipts heard so far
+    gpu_hours REAL NOT NULL,        -- settled plus pending
+    cpu_hours REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS run_points_t ON run_points (t);
 CREATE TABLE IF NOT EXISTS node_points (
@@ -165,6 +168,9 @@ class RunPoint:
     mfu: float | None
     tokens: int
     shards: dict[str, tuple[int, float]]  # shard -> (alive replicas, tokens/s)
+    receipts: int = 0
+    gpu_hours: float = 0.0
+    cpu_hours: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -458,18 +464,21 @@ class CoordinatorStore:
     # ---- run series
     def add_run_point(self, point: RunPoint) -> None:
         self._write(
-            "INSERT INTO run_points (t, nodes_alive, nodes_gone, coverage, throughput, loss, mfu, tokens, shards) "
-            "VALUES (?,?,?,?,?,?,?,?,?)",
+            "INSERT INTO run_points (t, nodes_alive, nodes_gone, coverage, throughput, loss, mfu, tokens, shards, "
+            "receipts, gpu_hours, cpu_hours) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 point.t, point.nodes_alive, point.nodes_gone, point.coverage, point.throughput, _opt(point.loss),
                 _opt(point.mfu), point.tokens, json.dumps({k: list(v) for k, v in point.shards.items()}),
+                point.receipts, point.gpu_hours, point.cpu_hours,
             ),
         )  # fmt: skip
 
     def run_points(self, since: float = 0.0, max_points: int = 0) -> list[RunPoint]:
         """The run's samples after `since`, oldest first; at most about `max_points` evenly spread (0: all)."""
-        columns = "t, nodes_alive, nodes_gone, coverage, throughput, loss, mfu, tokens, shards"
+        columns = "t, nodes_alive, nodes_gone, coverage, throughput, loss, mfu, tokens, shards, receipts, gpu_hours, "
+        columns += "cpu_hours"
         rows = self._thinned(columns, "run_points", "1", (), since, max_points)
         return [
-            RunPoint(*row[:8], {k: (int(v[0]), float(v[1])) for k, v in json.loads(row[8]).items()}) for row in rows
+            RunPoint(*row[:8], {k: (int(v[0]), float(v[1])) for k, v in json.loads(row[8]).items()}, *row[9:])
+            for row in rows
         ]

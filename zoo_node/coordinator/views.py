@@ -68,6 +68,10 @@ def run_series(view: coordinator_pb2.RunView, run_points: Sequence[RunPoint], ma
     view.mfu_series.extend(points(((p.t, p.mfu) for p in run_points), max_points))
     view.coverage_series.extend(points(((p.t, p.coverage) for p in run_points), max_points))
     view.nodes_series.extend(points(((p.t, float(p.nodes_alive)) for p in run_points), max_points))
+    view.tokens_series.extend(points(((p.t, float(p.tokens)) for p in run_points), max_points))
+    view.receipts_series.extend(points(((p.t, float(p.receipts)) for p in run_points), max_points))
+    view.gpu_hours_series.extend(points(((p.t, p.gpu_hours) for p in run_points), max_points))
+    view.cpu_hours_series.extend(points(((p.t, p.cpu_hours) for p in run_points), max_points))
 
 
 def epoch_summary(settled: SettledEpoch, settled_at: float = 0.0) -> coordinator_pb2.EpochSummary:

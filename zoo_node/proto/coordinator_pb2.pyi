@@ -124,7 +124,7 @@ class ReceiptCounts(_message.Message):
     def __init__(self, heard: _Optional[int] = ..., pending: _Optional[int] = ..., accepted: _Optional[int] = ..., rejected: _Optional[int] = ...) -> None: ...
 
 class RunView(_message.Message):
-    __slots__ = ("run_id", "name", "spec_hash", "status", "coordinator", "epoch_length_s", "reward_per_epoch_wei", "start_time", "current_epoch", "last_settled_epoch", "next_epoch_end_unix", "nodes_alive", "nodes_gone", "shards", "coverage", "throughput", "tokens", "loss", "mfu", "gpu_hours", "cpu_hours", "receipts", "loss_series", "throughput_series", "mfu_series", "coverage_series", "nodes_series", "coordinator_peer_id", "coordinator_multiaddrs", "settlement_problem", "receipts_duplicate")
+    __slots__ = ("run_id", "name", "spec_hash", "status", "coordinator", "epoch_length_s", "reward_per_epoch_wei", "start_time", "current_epoch", "last_settled_epoch", "next_epoch_end_unix", "nodes_alive", "nodes_gone", "shards", "coverage", "throughput", "tokens", "loss", "mfu", "gpu_hours", "cpu_hours", "receipts", "loss_series", "throughput_series", "mfu_series", "coverage_series", "nodes_series", "coordinator_peer_id", "coordinator_multiaddrs", "settlement_problem", "receipts_duplicate", "tokens_series", "receipts_series", "gpu_hours_series", "cpu_hours_series")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     SPEC_HASH_FIELD_NUMBER: _ClassVar[int]
@@ -156,6 +156,10 @@ class RunView(_message.Message):
     COORDINATOR_MULTIADDRS_FIELD_NUMBER: _ClassVar[int]
     SETTLEMENT_PROBLEM_FIELD_NUMBER: _ClassVar[int]
     RECEIPTS_DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_SERIES_FIELD_NUMBER: _ClassVar[int]
+    RECEIPTS_SERIES_FIELD_NUMBER: _ClassVar[int]
+    GPU_HOURS_SERIES_FIELD_NUMBER: _ClassVar[int]
+    CPU_HOURS_SERIES_FIELD_NUMBER: _ClassVar[int]
     run_id: int
     name: str
     spec_hash: str
@@ -187,7 +191,11 @@ class RunView(_message.Message):
     coordinator_multiaddrs: _containers.RepeatedScalarFieldContainer[str]
     settlement_problem: str
     receipts_duplicate: int
-    def __init__(self, run_id: _Optional[int] = ..., name: _Optional[str] = ..., spec_hash: _Optional[str] = ..., status: _Optional[str] = ..., coordinator: _Optional[str] = ..., epoch_length_s: _Optional[int] = ..., reward_per_epoch_wei: _Optional[str] = ..., start_time: _Optional[int] = ..., current_epoch: _Optional[int] = ..., last_settled_epoch: _Optional[int] = ..., next_epoch_end_unix: _Optional[float] = ..., nodes_alive: _Optional[int] = ..., nodes_gone: _Optional[int] = ..., shards: _Optional[_Iterable[_Union[ShardView, _Mapping]]] = ..., coverage: _Optional[float] = ..., throughput: _Optional[float] = ..., tokens: _Optional[int] = ..., loss: _Optional[float] = ..., mfu: _Optional[float] = ..., gpu_hours: _Optional[float] = ..., cpu_hours: _Optional[float] = ..., receipts: _Optional[_Union[ReceiptCounts, _Mapping]] = ..., loss_series: _Optional[_Iterable[_Union[Point, _Mapping]]] = ..., throughput_series: _Optional[_Iterable[_Union[Point, _Mapping]]] = ..., mfu_series: _Optional[_Iterable[_Union[Point, _Mapping]]] = ..., coverage_series: _Optional[_Iterable[_Union[Point, _Mapping]]] = ..., nodes_series: _Optional[_Iterable[_Union[Point, _Mapping]]] = ..., coordinator_peer_id: _Optional[str] = ..., coordinator_multiaddrs: _Optional[_Iterable[str]] = ..., settlement_problem: _Optional[str] = ..., receipts_duplicate: _Optional[int] = ...) -> None: ...
+    tokens_series: _containers.RepeatedCompositeFieldContainer[Point]
+    receipts_series: _containers.RepeatedCompositeFieldContainer[Point]
+    gpu_hours_series: _containers.RepeatedCompositeFieldContainer[Point]
+    cpu_hours_series: _containers.RepeatedCompositeFieldContainer[Point]
+    def __init__(self, run_id: _Optional[int] = ..., name: _Optional[str] = ..., spec_hash: _Optional[str] = ..., status: _Optional[str] = ..., coordinator: _Optional[str] = ..., epoch_length_s: _Optional[int] = ..., reward_per_epoch_wei: _Optional[str] = ..., start_time: _Optional[int] = ..., current_epoch: _Optional[int] = ..., last_settled_epoch: _Optional[int] = ..., next_epoch_end_unix: _Optional[float] = ..., nodes_alive: _Optional[int] = ..., nodes_gone: _Optional[int] = ..., shards: _Optional[_Iterable[_Union[ShardView, _Mapping]]] = ..., coverage: _Optional[float] = ..., throughput: _Optional[float] = ..., tokens: _Optional[int] = ..., loss: _Optional[float] = ..., mfu: _Optional[float] = ..., gpu_hours: _Optional[float] = ..., cpu_hours: _Optional[float] = ..., receipts: _Optional[_Union[ReceiptCounts, _Mapping]] = ..., loss_series: _Optional[_Iterable[_Union[Point, _Mapping]]] = ..., throughput_series: _Optional[_Iterable[_Union[Point, _Mapping]]] = ..., mfu_series: _Optional[_Iterable[_Union[Point, _Mapping]]] = ..., coverage_series: _Optional[_Iterable[_Union[Point, _Mapping]]] = ..., nodes_series: _Optional[_Iterable[_Union[Point, _Mapping]]] = ..., coordinator_peer_id: _Optional[str] = ..., coordinator_multiaddrs: _Optional[_Iterable[str]] = ..., settlement_problem: _Optional[str] = ..., receipts_duplicate: _Optional[int] = ..., tokens_series: _Optional[_Iterable[_Union[Point, _Mapping]]] = ..., receipts_series: _Optional[_Iterable[_Union[Point, _Mapping]]] = ..., gpu_hours_series: _Optional[_Iterable[_Union[Point, _Mapping]]] = ..., cpu_hours_series: _Optional[_Iterable[_Union[Point, _Mapping]]] = ...) -> None: ...
 
 class GetRunRequest(_message.Message):
     __slots__ = ("max_points", "since_unix")
