@@ -327,6 +327,14 @@ class NodeSupervisor:
             multiaddrs=self.public_multiaddrs,
             data_multiaddrs=list(worker.resources.data_multiaddrs),
             interval_ms=int(self.config.swarm.heartbeat_interval_s * 1000),
+            progress=worker_pb2.Progress(
+                steps=worker.total_steps,
+                tokens=worker.total_tokens,
+                flops=worker.total_flops,
+                tokens_per_s=worker.progress.tokens_per_s,
+                mfu=worker.progress.mfu,
+            ),
+            metrics=worker.metrics,
         )
         heartbeat.worker.CopyFrom(self._binding)
         return heartbeat

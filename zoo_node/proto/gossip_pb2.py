@@ -25,13 +25,15 @@ _sym_db = _symbol_database.Default()
 from zoo_node.proto import worker_pb2 as zoo_dot_node_dot_v1_dot_worker__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18zoo/node/v1/gossip.proto\x12\x0bzoo.node.v1\x1a\x18zoo/node/v1/worker.proto\"\xc4\x01\n\x0eGossipEnvelope\x12\x0e\n\x06\x66ormat\x18\x01 \x01(\r\x12\x0e\n\x06run_id\x18\x02 \x01(\x04\x12\x14\n\x0cnode_peer_id\x18\x03 \x01(\t\x12\x12\n\nsent_at_ms\x18\x04 \x01(\x04\x12+\n\theartbeat\x18\n \x01(\x0b\x32\x16.zoo.node.v1.HeartbeatH\x00\x12\x33\n\x07receipt\x18\x0b \x01(\x0b\x32 .zoo.node.v1.ReceiptAnnouncementH\x00\x42\x06\n\x04\x62ody\"d\n\rWorkerBinding\x12\x0e\n\x06run_id\x18\x01 \x01(\x04\x12\x17\n\x0f\x63ontrol_peer_id\x18\x02 \x01(\t\x12\x14\n\x0c\x64\x61ta_peer_id\x18\x03 \x01(\t\x12\x14\n\x0cissued_at_ms\x18\x04 \x01(\x04\"9\n\x13SignedWorkerBinding\x12\x0f\n\x07\x62inding\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\"\xea\x01\n\tHeartbeat\x12\x10\n\x08operator\x18\x01 \x01(\t\x12\r\n\x05shard\x18\x02 \x01(\t\x12\x12\n\nthroughput\x18\x03 \x01(\x01\x12#\n\x06health\x18\x04 \x01(\x0e\x32\x13.zoo.node.v1.Health\x12\x30\n\x06worker\x18\x05 \x01(\x0b\x32 .zoo.node.v1.SignedWorkerBinding\x12\x0f\n\x07version\x18\x06 \x01(\t\x12\x12\n\nmultiaddrs\x18\x07 \x03(\t\x12\x17\n\x0f\x64\x61ta_multiaddrs\x18\x08 \x03(\t\x12\x13\n\x0binterval_ms\x18\t \x01(\x04\"P\n\x13ReceiptAnnouncement\x12%\n\x07receipt\x18\x01 \x01(\x0b\x32\x14.zoo.node.v1.Receipt\x12\x12\n\njournal_id\x18\x02 \x01(\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18zoo/node/v1/gossip.proto\x12\x0bzoo.node.v1\x1a\x18zoo/node/v1/worker.proto\"\xc4\x01\n\x0eGossipEnvelope\x12\x0e\n\x06\x66ormat\x18\x01 \x01(\r\x12\x0e\n\x06run_id\x18\x02 \x01(\x04\x12\x14\n\x0cnode_peer_id\x18\x03 \x01(\t\x12\x12\n\nsent_at_ms\x18\x04 \x01(\x04\x12+\n\theartbeat\x18\n \x01(\x0b\x32\x16.zoo.node.v1.HeartbeatH\x00\x12\x33\n\x07receipt\x18\x0b \x01(\x0b\x32 .zoo.node.v1.ReceiptAnnouncementH\x00\x42\x06\n\x04\x62ody\"d\n\rWorkerBinding\x12\x0e\n\x06run_id\x18\x01 \x01(\x04\x12\x17\n\x0f\x63ontrol_peer_id\x18\x02 \x01(\t\x12\x14\n\x0c\x64\x61ta_peer_id\x18\x03 \x01(\t\x12\x14\n\x0cissued_at_ms\x18\x04 \x01(\x04\"9\n\x13SignedWorkerBinding\x12\x0f\n\x07\x62inding\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\"\xf9\x02\n\tHeartbeat\x12\x10\n\x08operator\x18\x01 \x01(\t\x12\r\n\x05shard\x18\x02 \x01(\t\x12\x12\n\nthroughput\x18\x03 \x01(\x01\x12#\n\x06health\x18\x04 \x01(\x0e\x32\x13.zoo.node.v1.Health\x12\x30\n\x06worker\x18\x05 \x01(\x0b\x32 .zoo.node.v1.SignedWorkerBinding\x12\x0f\n\x07version\x18\x06 \x01(\t\x12\x12\n\nmultiaddrs\x18\x07 \x03(\t\x12\x17\n\x0f\x64\x61ta_multiaddrs\x18\x08 \x03(\t\x12\x13\n\x0binterval_ms\x18\t \x01(\x04\x12\'\n\x08progress\x18\n \x01(\x0b\x32\x15.zoo.node.v1.Progress\x12\x34\n\x07metrics\x18\x0b \x03(\x0b\x32#.zoo.node.v1.Heartbeat.MetricsEntry\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"P\n\x13ReceiptAnnouncement\x12%\n\x07receipt\x18\x01 \x01(\x0b\x32\x14.zoo.node.v1.Receipt\x12\x12\n\njournal_id\x18\x02 \x01(\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'zoo.node.v1.gossip_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_HEARTBEAT_METRICSENTRY']._loaded_options = None
+  _globals['_HEARTBEAT_METRICSENTRY']._serialized_options = b'8\001'
   _globals['_GOSSIPENVELOPE']._serialized_start=68
   _globals['_GOSSIPENVELOPE']._serialized_end=264
   _globals['_WORKERBINDING']._serialized_start=266
@@ -39,7 +41,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SIGNEDWORKERBINDING']._serialized_start=368
   _globals['_SIGNEDWORKERBINDING']._serialized_end=425
   _globals['_HEARTBEAT']._serialized_start=428
-  _globals['_HEARTBEAT']._serialized_end=662
-  _globals['_RECEIPTANNOUNCEMENT']._serialized_start=664
-  _globals['_RECEIPTANNOUNCEMENT']._serialized_end=744
+  _globals['_HEARTBEAT']._serialized_end=805
+  _globals['_HEARTBEAT_METRICSENTRY']._serialized_start=759
+  _globals['_HEARTBEAT_METRICSENTRY']._serialized_end=805
+  _globals['_RECEIPTANNOUNCEMENT']._serialized_start=807
+  _globals['_RECEIPTANNOUNCEMENT']._serialized_end=887
 # @@protoc_insertion_point(module_scope)

@@ -44,7 +44,14 @@ class SignedWorkerBinding(_message.Message):
     def __init__(self, binding: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
-    __slots__ = ("operator", "shard", "throughput", "health", "worker", "version", "multiaddrs", "data_multiaddrs", "interval_ms")
+    __slots__ = ("operator", "shard", "throughput", "health", "worker", "version", "multiaddrs", "data_multiaddrs", "interval_ms", "progress", "metrics")
+    class MetricsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     OPERATOR_FIELD_NUMBER: _ClassVar[int]
     SHARD_FIELD_NUMBER: _ClassVar[int]
     THROUGHPUT_FIELD_NUMBER: _ClassVar[int]
@@ -54,6 +61,8 @@ class Heartbeat(_message.Message):
     MULTIADDRS_FIELD_NUMBER: _ClassVar[int]
     DATA_MULTIADDRS_FIELD_NUMBER: _ClassVar[int]
     INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
     operator: str
     shard: str
     throughput: float
@@ -63,7 +72,9 @@ class Heartbeat(_message.Message):
     multiaddrs: _containers.RepeatedScalarFieldContainer[str]
     data_multiaddrs: _containers.RepeatedScalarFieldContainer[str]
     interval_ms: int
-    def __init__(self, operator: _Optional[str] = ..., shard: _Optional[str] = ..., throughput: _Optional[float] = ..., health: _Optional[_Union[_worker_pb2.Health, str]] = ..., worker: _Optional[_Union[SignedWorkerBinding, _Mapping]] = ..., version: _Optional[str] = ..., multiaddrs: _Optional[_Iterable[str]] = ..., data_multiaddrs: _Optional[_Iterable[str]] = ..., interval_ms: _Optional[int] = ...) -> None: ...
+    progress: _worker_pb2.Progress
+    metrics: _containers.ScalarMap[str, float]
+    def __init__(self, operator: _Optional[str] = ..., shard: _Optional[str] = ..., throughput: _Optional[float] = ..., health: _Optional[_Union[_worker_pb2.Health, str]] = ..., worker: _Optional[_Union[SignedWorkerBinding, _Mapping]] = ..., version: _Optional[str] = ..., multiaddrs: _Optional[_Iterable[str]] = ..., data_multiaddrs: _Optional[_Iterable[str]] = ..., interval_ms: _Optional[int] = ..., progress: _Optional[_Union[_worker_pb2.Progress, _Mapping]] = ..., metrics: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class ReceiptAnnouncement(_message.Message):
     __slots__ = ("receipt", "journal_id")

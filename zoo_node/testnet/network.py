@@ -72,6 +72,8 @@ class Summary:
     receipts_accepted: int
     receipts_rejected: int
     rewards: dict[str, str]
+    rewards_paid_wei: str
+    epochs_reward_wei: str
     chaos_kills: int
     wall_s: float
 
@@ -339,7 +341,9 @@ class Testnet:
                 log.warning("node-%d: claim failed: %s", i, result.stderr.strip())
                 continue
             data = json.loads(result.stdout)
-            amount = int(data.get("paid_wei", 0) or 0)
+            amount = sum(int(claim["paid_wei"]) for claim in data.get("claims", []))
+            for problem in data.get("problems", []):
+                log.warning("node-%d: run %s: %s", i, problem["run_id"], problem["problem"])
             if amount > 0:
                 paid[f"node-{i}"] = str(amount)
         return paid
@@ -363,6 +367,8 @@ class Testnet:
             receipts_accepted=sum(e.accepted for e in epochs),
             receipts_rejected=sum(e.rejected for e in epochs),
             rewards=paid,
+            rewards_paid_wei=str(sum(int(v) for v in paid.values())),
+            epochs_reward_wei=str(sum(int(e.paid_wei or 0) for e in epochs)),
             chaos_kills=self.chaos_kills,
             wall_s=round(time.monotonic() - self.started, 1),
         )

@@ -48,7 +48,12 @@ def training_work(spec_path: Path, config: NodeConfig):  # -> WorkFn (lifecycle'
         wanted = ctx.assignment.spec_hash.hex() if ctx.assignment.spec_hash else ""
         if wanted and wanted != spec.content_hash:
             raise WorkerError(f"{spec_path}: run spec hash {spec.content_hash} is not the run's {wanted}")
-        device = ctx.assignment.device or "cpu"
+        from zoo_node.worker.metering import detect_device, mfu
+
+        # The device as receipts name it ("cpu x1 (measured ...)" or the GPU's name): the coordinator checks claimed
+        # work against its peak. Detected before serving, so the calibration GEMM runs on an idle worker.
+        device_info = detect_device(ctx.assignment.device or config.worker.device)
+        device = device_info.label
         holder: dict[str, Any] = {}
 
         data_key = Ed25519PrivateKey.from_private_bytes(load_data_seed(ctx.home))
@@ -86,14 +91,23 @@ def training_work(spec_path: Path, config: NodeConfig):  # -> WorkFn (lifecycle'
         holder["totals"] = totals = _Totals(node.peer)
         ctx.set_data_multiaddrs(node.maddrs)
         ctx.set_health(worker_pb2.HEALTH_SERVING, f"serving {', '.join(node.runtimes)}")
+        peak = device_info.total_peak_flops
         started = time.monotonic()
         try:
             while not ctx.drain.is_set():
                 steps = node.driver.step if node.driver else max((t.round for t in node.trainers.values()), default=0)
                 with totals.lock:
                     tokens, flops = totals.tokens, totals.flops
-                rate = tokens / max(1e-9, time.monotonic() - started)
-                ctx.report_progress(steps=steps, tokens=tokens, flops=flops, tokens_per_s=rate)
+                elapsed = max(1e-9, time.monotonic() - started)
+                figures = {"loss": node.driver.losses[-1]} if node.driver and node.driver.losses else {}
+                ctx.report_progress(
+                    steps=steps,
+                    tokens=tokens,
+                    flops=flops,
+                    tokens_per_s=tokens / elapsed,
+                    mfu=mfu(flops, elapsed, peak),
+                    **figures,
+                )
                 ctx.wait(2.0)
             ctx.set_health(worker_pb2.HEALTH_DRAINING)
         finally:
