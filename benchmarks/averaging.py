@@ -75,10 +75,11 @@ def hivemind_seconds(numel: int, rounds: int, compression: str) -> float:
                 client_mode=False,
                 state_provider=lambda: ({}, []),
             )
-            averager.local_samples_accumulated, averager.local_times_accumulated = 1, 1
             averagers.append(averager)
 
         def one(averager):  # the all-reduce alone: matchmaking is done when control.stage says so
+            # One accumulated micro-batch of weight 1 (a step resets the counters; all-zero weights average to NaN).
+            averager.local_samples_accumulated, averager.local_times_accumulated = 1, 1
             control = averager.step(wait=False, timeout=120, gather={})
             while control.stage.name in ("IDLE", "LOOKING_FOR_GROUP"):
                 time.sleep(0.01)

@@ -57,6 +57,7 @@ def main() -> None:
     parser.add_argument("--seq-len", type=int, default=64)
     parser.add_argument("--batch", type=int, default=4)
     args = parser.parse_args()
+    torch.set_num_threads(1)  # as the workers do on this machine (a quarter of the cores)
     from zoo_node.model import LocalComposition
     from zoo_node.worker.node import WorkerNode, WorkerOptions
     from zoo_node.worker.shards import model_parts

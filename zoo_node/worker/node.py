@@ -143,7 +143,10 @@ class WorkerNode:
         from zoo_node.worker.driver import Driver
         from zoo_node.worker.shards import model_parts
 
-        torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+        # A quarter of the cores for torch's intra-op threads: the worker shares the machine with its p2pd, DHT and
+        # averager processes (and, on a small machine, other workers); oversubscribed OpenMP threads spin and slow
+        # every one of them down by several times.
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // 4))
         self._start_dht()
         shards = self.choose()
         logger.info("serving shards", extra={"shards": shards, "peer": self.peer})
