@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import os
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +31,9 @@ from zoo_node.proto import worker_pb2
 
 logger = logging.getLogger(__name__)
 FOOTPRINT_FILE = "footprint.json"
+# Room left in a 107-byte unix socket path for the longest socket name put in the worker's TMPDIR
+# (torch's "torch-shm-file-..." / hivemind's "hivemind-p2pd-<uuid>.sock").
+_MAX_TMPDIR_LEN = 50
 
 
 @dataclass
@@ -57,7 +62,14 @@ class WorkerSpec:
 
     @property
     def temp_dir(self) -> Path:
-        return self.state_dir / "tmp"
+        """The worker's TMPDIR, which the supervisor wipes after every exit. p2pd and torch's shared-memory manager
+        put unix sockets there, and a socket path has at most 107 bytes: a home deep in the file system (a test's
+        tmp_path) gets a short folder in the system temp dir instead, named after the home."""
+        inside = self.state_dir / "tmp"
+        if len(str(inside)) <= _MAX_TMPDIR_LEN:
+            return inside
+        digest = hashlib.sha256(str(self.home.absolute()).encode()).hexdigest()[:16]
+        return Path(tempfile.gettempdir()) / f"zoo-worker-{digest}"
 
     @property
     def report_interval_s(self) -> float:
