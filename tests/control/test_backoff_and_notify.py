@@ -53,6 +53,16 @@ def test_ready_status_watchdog_reloading_stopping(notify_socket) -> None:
     notifier.close()
 
 
+def test_a_reader_that_does_not_read_never_blocks_the_sender_for_long(notify_socket) -> None:
+    path, sock = notify_socket
+    notifier = SystemdNotifier({"NOTIFY_SOCKET": str(path)}, state_timeout_s=0.2)
+    sent = [notifier.status(f"line {i}") for i in range(500)]  # far beyond the socket's queue
+    assert sent[0] and not all(sent)  # the first went out; once the queue was full, the rest were dropped
+    assert not notifier.ready("up")  # a state change waits a little for room, then gives up
+    assert _fields(sock.recv(4096)) == {"STATUS": "line 0"}
+    assert notifier.ready("up")  # there is room again
+
+
 def test_abstract_socket_and_no_socket() -> None:
     name = f"@zoo-notify-test-{os.getpid()}"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)

@@ -3,7 +3,7 @@
 - three nodes on loopback list each other in `zoo-node status --json`; kill -9 of one is noticed within the peer
   timeout; restarted, it is back with its journal intact;
 - kill -9 of a worker with a real p2pd: restarted, and no orphaned p2pd process or socket file remains;
-- SIGTERM drains and exits 0.
+- SIGTERM drains and exits 0; SIGHUP reloads; systemd hears READY, RELOADING, STOPPING.
 """
 
 from __future__ import annotations
@@ -11,13 +11,17 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 
 from tests.control.joins import REPO, JoinProcess, chain_home, clean_env, create_run, gone, joins  # noqa: F401
+from zoo_node.config import read_config_file, write_config
+from zoo_node.control.worker_process import WorkerSpec
 from zoo_node.proto import worker_pb2
 from zoo_node.worker.supervisor_link import SupervisorLink
 
@@ -96,12 +100,40 @@ def test_three_nodes_find_each_other_notice_a_death_and_a_return(make_home, devc
     assert "Joining the run's gossip and starting the worker: done" in joins[0].log()
 
 
-def test_a_killed_worker_leaves_no_orphaned_p2pd_or_socket(make_home, devchain, joins) -> None:  # noqa: F811
+def test_a_killed_worker_leaves_no_orphans_and_the_daemon_speaks_systemd(make_home, devchain, joins) -> None:  # noqa: F811
     create_run(devchain)
     home = chain_home(make_home, "p", devchain)
-    join = JoinProcess(home, "--register", "--stake", "1", "--password-file", str(home / "password")).start()
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(home / "notify"))
+    notify.settimeout(0.5)
+    received: list[dict[str, str]] = []
+
+    def read_notifications() -> None:  # as systemd does: read everything, promptly
+        while notify.fileno() != -1:
+            try:
+                datagram = notify.recv(4096)
+            except (TimeoutError, OSError):
+                continue
+            received.append(dict(line.split("=", 1) for line in datagram.decode().splitlines()))
+
+    threading.Thread(target=read_notifications, daemon=True).start()
+
+    def next_notification(key: str, timeout_s: float = 60) -> dict[str, str]:
+        """The first notification with `key` not consumed yet (consumes everything up to it)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            while received:
+                fields = received.pop(0)
+                if key in fields:
+                    return fields
+            time.sleep(0.05)
+        raise AssertionError(f"no {key} notification within {timeout_s:.0f} s")
+
+    env = {"NOTIFY_SOCKET": str(home / "notify")}
+    join = JoinProcess(home, "--register", "--stake", "1", "--password-file", str(home / "password"), env=env).start()
     joins.append(join)
     join.wait_running()
+    assert next_notification("READY")["STATUS"].startswith("running: run 1")
 
     def p2pd_up(status: dict) -> bool:
         worker = status["worker"]
@@ -118,10 +150,22 @@ def test_a_killed_worker_leaves_no_orphaned_p2pd_or_socket(make_home, devchain, 
     assert second["restarts"] == 1 and second["last_exit_code"] == -signal.SIGKILL
     assert all(gone(pid) for pid in p2pd_pids), "an orphaned p2pd survived its worker"
     assert not any(os.path.exists(path) for path in sockets), "a socket of the dead worker was left behind"
-    assert not any((home / "worker" / "tmp").iterdir())
+    temp_dir = WorkerSpec(home=home, socket_path=home / "run" / "worker.sock").temp_dir
+    assert temp_dir.is_dir() and not any(temp_dir.iterdir())  # wiped after the dead worker
     # The data-plane PeerID stays the node's (same key, new p2pd).
     assert second["resources"]["data_multiaddrs"][0].endswith(first["resources"]["data_multiaddrs"][0].split("/")[-1])
 
+    # SIGHUP re-reads config.toml and applies what it can.
+    layer = read_config_file(home / "config.toml")
+    layer["swarm"] = {**layer["swarm"], "peer_timeout_s": 12.5}
+    write_config(home / "config.toml", layer)
+    join.proc.send_signal(signal.SIGHUP)
+    assert next_notification("RELOADING")["RELOADING"] == "1"
+    assert next_notification("READY")["READY"] == "1"
+    assert "config reloaded: swarm.peer_timeout_s" in join.log()
+
     assert join.terminate() == 0
+    assert next_notification("STOPPING")["STOPPING"] == "1"
+    notify.close()
     assert gone(second["pid"]) and all(gone(pid) for pid in second["resources"]["child_pids"])
     assert not any(os.path.exists(path) for path in second["resources"]["socket_paths"])

@@ -13,8 +13,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -208,4 +210,25 @@ async def run_join(opts: JoinOptions) -> int:
 
 
 def join(opts: JoinOptions) -> int:
-    return asyncio.run(run_join(opts))
+    """Run the node; returns its exit code, or exits the process at once if blocked threads would hold the exit.
+
+    A chain request still retrying in a thread (the RPC is down) cannot be cancelled, and Python joins such threads
+    before exiting: without this, SIGTERM would wait for the retries instead of the promised bound.
+    """
+    loop = asyncio.new_event_loop()
+    try:
+        code = loop.run_until_complete(run_join(opts))
+    finally:
+        with contextlib.suppress(Exception):
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()  # does not wait for the executor's threads
+    lingering = [
+        t.name for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon and t.is_alive()
+    ]
+    if lingering:
+        logger.warning("exiting without waiting for %d blocked threads (%s)", len(lingering), ", ".join(lingering))
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
