@@ -245,6 +245,12 @@ class Testnet:
             _wait(serving, 300, f"node-{i}'s worker to serve its shards")
         self.write_state("running")
 
+    @staticmethod
+    def control_peer_id(home: Path) -> str:
+        from zoo_node.identity import load_public_identity
+
+        return load_public_identity(home).control_peer_id
+
     def node_status(self, home: Path) -> dict | None:
         from zoo_node.control.status_client import NodeClient, NodeUnreachable, proto_to_dict
 
@@ -312,9 +318,15 @@ class Testnet:
         self.progress(f"settling {self.options.epochs} epoch(s): moving the chain's clock past their end")
         with self.coordinator() as client:
             run = client.get_run()
-            # Let the receipts of the last rounds reach the coordinator before the epoch closes.
-            _wait(lambda: client.get_run().receipts.accepted + client.get_run().receipts.pending > 0, 120,
-                  "the coordinator to hear receipts")  # fmt: skip
+            # Close the epoch only once the coordinator has heard a receipt from every node: a node that joined last
+            # may not have finished an averaging round when the drivers reach their step count.
+            peers = {self.control_peer_id(home) for home in self.node_homes}
+
+            def every_node_heard() -> bool:
+                heard = {n.peer_id for n in client.list_nodes().nodes if n.receipts > 0}
+                return peers <= heard
+
+            _wait(every_node_heard, self.options.timeout_s, "the coordinator to hear a receipt from every node")
             for _ in range(self.options.epochs):
                 remaining = max(0, int(client.get_run().next_epoch_end_unix - time.time())) + 2
                 self.chain.increase_time(remaining)
