@@ -271,17 +271,25 @@ def test_dashboard_frame_and_queries_show_the_run(swarm: Swarm) -> None:
 
 
 def test_reported_loss_and_mfu_form_series(swarm: Swarm) -> None:
-    from zoo_node.proto import gossip_pb2
+    """The peers' heartbeats carry a loss and an MFU (Heartbeat.metrics): the run's figures are their mean, and the
+    loss series follows a node whose loss drops."""
 
-    if "metrics" not in gossip_pb2.Heartbeat.DESCRIPTOR.fields_by_name:
-        pytest.skip("the gossip schema's Heartbeat carries no worker metrics yet: no loss or MFU reaches the swarm")
+    def latest_loss(client) -> float | None:
+        series = client.get_run(max_points=10_000).loss_series
+        return series[-1].value if series else None
+
     with swarm.client as client:
-        wait_until(lambda: len(client.get_run().loss_series) >= 3, 15, "3 points of the loss series")
-        before = len(client.get_run(max_points=10_000).loss_series)
-        swarm.peers[0].set(loss=2.0)
-        wait_until(lambda: len(client.get_run(max_points=10_000).loss_series) > before, 15, "the loss series to grow")
+        # The peers report 3.0, 2.9 and 2.8, and MFU 0.01, 0.02 and 0.03.
+        wait_until(lambda: latest_loss(client) == pytest.approx(2.9), 15, "a sample with the 3 peers' mean loss")
         run = client.get_run()
-    assert math.isfinite(run.loss) and math.isfinite(run.mfu)
+        assert run.loss == pytest.approx(2.9) and run.mfu == pytest.approx(0.02)
+        swarm.peers[0].set(loss=2.0)
+        lower = (2.0 + 2.9 + 2.8) / 3
+        wait_until(lambda: latest_loss(client) == pytest.approx(lower), 15, "the loss series to follow the drop")
+        values = [p.value for p in client.get_run(max_points=10_000).loss_series]
+        assert pytest.approx(2.9) in values and values[-1] == pytest.approx(lower)
+        node = client.get_node(swarm.nodes[0].peer_id)
+    assert node.loss == 2.0 and node.mfu == pytest.approx(0.01) and node.loss_series[-1].value == 2.0
 
 
 def test_a_killed_node_shows_as_gone_and_watchers_hear_it(swarm: Swarm) -> None:

@@ -195,6 +195,11 @@ def test_shard_coverage_counts_alive_replicas_and_lists_unknown_shards() -> None
         ("stage/0", ("a", "b"), 15.0), ("stage/1", (), 0.0), ("experts/0/0", (), 0.0), ("stage/7", ("c",), 1.0),
     ]  # fmt: skip
     assert coverage_fraction(shards, coverage) == pytest.approx(1 / 3)
+    # A worker holding two shards is a replica of both; its tokens/s are split between them.
+    both = shard_coverage(shards, [AliveNode("e", "stage/1, experts/0/0", 8.0)])
+    assert [(c.shard, c.replicas, c.throughput) for c in both] == [
+        ("stage/0", (), 0.0), ("stage/1", ("e",), 4.0), ("experts/0/0", ("e",), 4.0),
+    ]  # fmt: skip
 
 
 def test_thin_keeps_the_latest_point_and_the_bound() -> None:

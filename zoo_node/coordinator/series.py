@@ -38,16 +38,22 @@ def shard_coverage(shards: Sequence[str], nodes: Iterable[AliveNode]) -> list[Sh
     """Replicas and throughput of every shard of the run, in the run's shard order.
 
     A node announcing a shard the run does not have is listed too (after the run's shards), so that a misconfigured
-    node shows up instead of vanishing.
+    node shows up instead of vanishing. A worker that holds several shards announces them comma-separated; each of
+    them counts it as a replica, with its throughput split evenly among them.
     """
     replicas: dict[str, list[str]] = {s: [] for s in shards}
     throughput: dict[str, float] = dict.fromkeys(shards, 0.0)
     for node in nodes:
-        if not node.shard:
-            continue
-        replicas.setdefault(node.shard, []).append(node.peer_id)
-        throughput[node.shard] = throughput.get(node.shard, 0.0) + max(node.throughput, 0.0)
+        held = held_shards(node.shard)
+        for shard in held:
+            replicas.setdefault(shard, []).append(node.peer_id)
+            throughput[shard] = throughput.get(shard, 0.0) + max(node.throughput, 0.0) / len(held)
     return [ShardCoverage(s, tuple(sorted(r)), throughput[s]) for s, r in replicas.items()]
+
+
+def held_shards(announced: str) -> list[str]:
+    """The shards in a heartbeat's `shard` field ("" for none, "stage/0" or "stage/0,experts/0/1")."""
+    return list(dict.fromkeys(part.strip() for part in announced.split(",") if part.strip()))
 
 
 def coverage_fraction(shards: Sequence[str], coverage: Iterable[ShardCoverage]) -> float:
