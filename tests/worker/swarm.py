@@ -39,7 +39,7 @@ class WorkerProcess:
     log: Path
     started: dict = field(default_factory=dict)
 
-    def wait_started(self, timeout: float = 120.0) -> dict:
+    def wait_started(self, timeout: float = 300.0) -> dict:
         def started() -> dict | None:
             if self.proc.poll() is not None:
                 raise AssertionError(f"worker {self.name} exited with {self.proc.returncode}:\n{self.tail()}")
@@ -99,8 +99,12 @@ class Swarm:
         self.spec_path.write_text(dump_runspec(spec))
         self.workers: list[WorkerProcess] = []
 
-    def start(self, name: str, shards: list[str] | None, peers: list[str] = (), **flags: Any) -> WorkerProcess:
-        home, _ = self.make_home(name)
+    def start(
+        self, name: str, shards: list[str] | None, peers: list[str] = (), home: Path | None = None, **flags: Any
+    ) -> WorkerProcess:
+        """A worker on a new home (or on `home`, e.g. to restart one), logging to `<name>.log`."""
+        if home is None:
+            home, _ = self.make_home(name)
         out, log = self.tmp / f"{name}.out", self.tmp / f"{name}.log"
         cmd = [sys.executable, "-m", "zoo_node.cli", "--log-level", "info", "worker", "--json"]
         cmd += ["--run-spec", str(self.spec_path), "--home", str(home)]

@@ -3,8 +3,9 @@
 What this adds to hivemind:
 - every tensor part a groupmate sends is checked before it is summed: the right size, finite values, a finite
   non-negative weight. A bad part raises inside hivemind's reducer, which bans that sender for the round and averages
-  the others without it (`TensorPartReducer.on_sender_failed`). Averaged deltas that come back non-finite are dropped
-  (the local value stays), so one bad peer cannot poison the others;
+  the others without it (`TensorPartReducer.on_sender_failed`). Our own bad part is left out (weight 0) so that we
+  still reduce the others' parts. Averaged deltas that come back non-finite are dropped (the local value stays), so
+  one bad peer cannot poison the others;
 - the averager's shared state (for a late joiner's `load_state_from_peers`) is the shard's parameters and optimizer
   statistics, provided by the worker through `state_provider`, not the gradient buffers.
 """
@@ -72,6 +73,10 @@ class CheckedAllReduceRunner(AllReduceRunner):
                 check_part(part, reducer.part_shapes[part_index], weight)
             except RefusedContribution as exc:
                 peer = self.sender_peer_ids[sender_index]
+                if peer == self.peer_id:  # our own gradients blew up: take no part, but keep reducing for the others
+                    logger.warning("left our own non-finite contribution out", extra={"why": str(exc)})
+                    shape = reducer.part_shapes[part_index]
+                    return await accumulate(sender_index, part_index, torch.zeros(shape), weight=0.0)
                 self.refused.append(f"{peer}: {exc}")
                 logger.warning("refused a contribution to averaging", extra={"peer": str(peer), "why": str(exc)})
                 raise

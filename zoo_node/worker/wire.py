@@ -112,7 +112,7 @@ class TensorCheck:
     shape: tuple[int | None, ...]
     finite: bool = True
 
-    def check(self, tensor: torch.Tensor, bound: dict[str, int] | None = None) -> None:
+    def check(self, tensor: torch.Tensor) -> None:
         if tensor.dtype != self.dtype:
             raise BadTensorError(f"{self.name}: dtype {tensor.dtype}, expected {self.dtype}")
         if tensor.dim() != len(self.shape) or any(
