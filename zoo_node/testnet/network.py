@@ -168,6 +168,8 @@ class Testnet:
             }
             layer["swarm"] = {**layer["swarm"], "heartbeat_interval_s": 1.0, "peer_timeout_s": 8.0}
             layer["worker"] = {**layer["worker"], "num_shards": self.shards_per_node()}
+            if home == self.coordinator_home:
+                layer["coordinator"] = {"listen": "127.0.0.1:0"}  # a free port, read back from its address file
             write_config(home / CONFIG_FILE, layer)
             self.chain.fund(operator_address(home), 1000 * 10**18)
 

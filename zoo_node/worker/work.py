@@ -90,6 +90,7 @@ def training_work(spec_path: Path, config: NodeConfig):  # -> WorkFn (lifecycle'
         node.start()
         holder["totals"] = totals = _Totals(node.peer)
         ctx.set_data_multiaddrs(node.maddrs)
+        ctx.set_shard(",".join(node.runtimes))  # heartbeats and the coordinator's coverage name what it serves
         ctx.set_health(worker_pb2.HEALTH_SERVING, f"serving {', '.join(node.runtimes)}")
         peak = device_info.total_peak_flops
         started = time.monotonic()
