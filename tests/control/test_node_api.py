@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import socket
 import stat
+import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 
@@ -15,6 +17,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from tests.control.joins import REPO, clean_env
 from tests.control.supervisors import RUN_ID, registered, running_node
 from tests.control.swarm_nodes import wait_for
 from zoo_node.config import read_config_file, write_config
@@ -50,6 +53,18 @@ def test_status_health_reflection_watch_drain_and_shutdown(node_home) -> None:
             assert status["worker"]["health"] == "serving" and status["worker"]["pid"] > 0
             assert status["journal"]["path"] == str(home / "journal.sqlite3")
             assert status["node"]["metrics_url"].startswith("http://127.0.0.1:")
+
+            text = await asyncio.to_thread(
+                subprocess.run,
+                [sys.executable, "-m", "zoo_node", "status", "--home", str(home)],
+                cwd=REPO,
+                env=clean_env({"COLUMNS": "200"}),
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert text.returncode == 0, text.stderr
+            assert f"running node {identity.control_peer_id}" in text.stdout and "worker: serving" in text.stdout
 
             channel = grpc.insecure_channel(f"unix:{socket_path}")
             assert await asyncio.to_thread(_health, channel, "zoo.node.v1.NodeService") == 1  # SERVING
