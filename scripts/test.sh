@@ -9,7 +9,7 @@ bash scripts/setup.sh
 # shellcheck disable=SC1091
 . .venv/bin/activate
 status=0
-python -m pytest -m "not dataplane" "$@" || status=$?
-python -m pytest -m dataplane "$@" || status=$?
-# pytest exits 5 when a selection has no test: that is a failure here.
+python -m pytest --plane control "$@" || status=$?
+python -m pytest --plane data "$@" || status=$?
+# pytest exits 5 when a selection has no test: that is a failure here too.
 exit "$status"
