@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
 import subprocess
 import sys
 
@@ -11,6 +13,7 @@ from tests.control.joins import REPO, chain_home, clean_env, create_run
 from tests.fixtures.homes import TEST_PASSWORD
 from zoo_node.config import load_config
 from zoo_node.control.chain_link import ChainDirectory, JoinError, parse_stake
+from zoo_node.control.join import JoinOptions, run_join
 from zoo_node.identity import load_operator_account
 
 
@@ -68,29 +71,17 @@ def test_registration_runs_and_registered_nodes(make_home, devchain) -> None:
         directory.check_registration(me.control_peer_id, stranger.operator_address)
 
 
-def _join(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "zoo_node", "join", *args],
-        cwd=REPO,
-        env=clean_env(),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 def test_join_refuses_clearly(make_home, devchain) -> None:
+    """In-process (the CLI's one-line error for any ZooError is the foundation's, tested there)."""
     home = chain_home(make_home, "r", devchain)
     create_run(devchain)
-    for args, message in (
-        (["--register"], "--register needs --stake"),
-        ([], "is not registered on chain: run `zoo-node join --register --stake <coins>`"),
+    for options, message in (
+        (JoinOptions(home=home, register=True), "--register needs --stake"),
+        (JoinOptions(home=home), "is not registered on chain: run `zoo-node join --register --stake <coins>`"),
     ):
-        out = _join("--home", str(home), *args)
-        assert out.returncode == 2, out.stderr
-        errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
-        assert len(errors) == 1 and message in errors[0], out.stderr
+        with pytest.raises(JoinError, match=re.escape(message)):
+            asyncio.run(run_join(options))
+    assert not (home / "node.sock").exists()  # it stopped before serving anything
 
 
 def test_status_without_a_node_is_one_clear_line(node_home) -> None:
