@@ -9,6 +9,7 @@ import pytest
 from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.peer.id import ID
 
+from zoo_node.control.addresses import local_ipv4_addresses, publishable
 from zoo_node.control.messages import (
     ControlKey,
     MessageError,
@@ -79,3 +80,19 @@ def test_monotonic_millis_strictly_increase() -> None:
     clock = MonotonicMillis()
     stamps = [clock() for _ in range(1000)]
     assert all(b > a for a, b in itertools.pairwise(stamps))
+
+
+def test_unspecified_listen_addresses_are_published_as_the_machines_own() -> None:
+    listen = [
+        "/ip4/0.0.0.0/tcp/31330/p2p/12D3KooWx",
+        "/ip4/127.0.0.1/tcp/5/p2p/12D3KooWx",
+        "/ip6/::/tcp/1/p2p/12D3KooWx",
+    ]
+    assert publishable(listen, interface_ips=["203.0.113.7", "10.0.0.2"]) == [
+        "/ip4/203.0.113.7/tcp/31330/p2p/12D3KooWx",
+        "/ip4/10.0.0.2/tcp/31330/p2p/12D3KooWx",
+        "/ip4/127.0.0.1/tcp/5/p2p/12D3KooWx",
+    ]
+    ips = local_ipv4_addresses()
+    assert ips and all(ip != "0.0.0.0" for ip in ips)
+    assert all("0.0.0.0" not in addr for addr in publishable(["/ip4/0.0.0.0/tcp/1"]))

@@ -28,6 +28,7 @@ import grpc
 
 from zoo_node import __version__
 from zoo_node.config import NodeConfig, load_config, resolve_in_home
+from zoo_node.control.addresses import publishable
 from zoo_node.control.gossip_params import GossipParams, own_publish_budget, rate_limit_per_topic
 from zoo_node.control.guard import Accepted, DropCounters, GossipGuard
 from zoo_node.control.journal import JOURNAL_FILE, ReceiptJournal
@@ -145,6 +146,7 @@ class NodeSupervisor:
         self._shutdown = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._published: list[str] | None = None
 
         self.swarm = SwarmThread(
             SwarmSettings(
@@ -195,11 +197,13 @@ class NodeSupervisor:
 
     @property
     def public_multiaddrs(self) -> list[str]:
-        """What others should dial: announce_multiaddrs if set, else where the host listens."""
+        """What others should dial: announce_multiaddrs if set, else where the host listens (0.0.0.0 expanded)."""
         announce = self.config.swarm.announce_multiaddrs
         if announce:
             return dialable(RegisteredNode(self.peer_id, "", tuple(announce)))
-        return list(self.swarm.listen_multiaddrs)
+        if self._published is None:
+            self._published = publishable(list(self.swarm.listen_multiaddrs))
+        return self._published
 
     # --- start-up steps ----------------------------------------------------------------------------------------
 
