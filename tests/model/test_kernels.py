@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch.autograd import gradcheck
 
-from zoo_node.model.kernels import gather_token_rows, permute_rows, rms_norm, rotary_qkv
+from zoo_node.model.kernels import gather_token_rows, permute_rows, rms_norm, rotary_qkv, swiglu
 from zoo_node.model.rope import apply_rotary
 
 
@@ -45,3 +45,10 @@ def test_permutations():
     inverse = torch.argsort(order)
     assert gradcheck(lambda t: gather_token_rows(t, order, inverse, k), (tokens,))
     torch.testing.assert_close(gather_token_rows(tokens, order, inverse, k), tokens[order // k])
+
+
+def test_swiglu():
+    h = _rand(4, 3, 10)
+    assert gradcheck(swiglu, (h,))
+    gate, up = h.chunk(2, dim=-1)
+    torch.testing.assert_close(swiglu(h), torch.nn.functional.silu(gate) * up)

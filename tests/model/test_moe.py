@@ -150,13 +150,14 @@ def test_selection_bias_balances_without_a_loss():
     start_gates = layer.router(x).probs.detach()
     assert _max_load(layer, x) > 0.45
     loads = []
-    for _ in range(300):
+    for step in range(300):
         with torch.no_grad():
-            layer(x[None])
+            layer.router(x)  # routing is all the bias update needs
         layer.router.update_selection_bias(0.005)
-        loads.append(_max_load(layer, x))
+        if step >= 250:
+            loads.append(_max_load(layer, x))
     # The sign update keeps circling near balance (1/8); its mean over the last steps is what counts.
-    assert sum(loads[-50:]) / 50 < 0.3
+    assert sum(loads) / len(loads) < 0.3
     assert layer.router.load.sum() == 0  # the counts since the last update were consumed
     # The bias steers selection only: the router's probabilities (and so gate values) are untouched.
     torch.testing.assert_close(layer.router(x).probs, start_gates)

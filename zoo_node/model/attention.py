@@ -7,7 +7,7 @@ lets query i see keys i-W+1..i (W keys, itself included); None is full causal at
 - `sdpa`: `scaled_dot_product_attention` with `is_causal` (flash / memory-efficient backends on CUDA, the flash
   kernel on CPU); with a window it passes a boolean band mask.
 - `blocked`: the window done by query blocks of W rows, each against only its 2W keys (one batched SDPA call with
-  a band mask), so the work grows as T*W instead of T^2; used for windowed layers once T is well past W.
+  a band mask), so the work grows as T*W instead of T^2; used for windowed layers once T >= 6W.
 - `reference`: float64 softmax(QK^T)V, written out; the tests' ground truth.
 """
 
@@ -23,9 +23,10 @@ import torch.nn.functional as F
 Backend = Literal["auto", "flash", "sdpa", "blocked", "reference"]
 BACKENDS: tuple[str, ...] = ("auto", "flash", "sdpa", "blocked", "reference")
 
-# On CPU the blocked form beats the masked full SDPA once T is this many windows long (measured by
-# benchmarks/model_throughput.py --attention: about even at 2 windows, 1.7x faster at 4, 3x at 8, in fwd+bwd).
-BLOCKED_MIN_WINDOWS = 2
+# On CPU the blocked form beats the masked full SDPA once T is this many windows long. Measured by
+# `benchmarks/model_throughput.py --attention` (window 128, fwd+bwd, masked / blocked time): 0.59x at 2 windows,
+# 0.82x at 4, 2.1x at 8, 6.0x at 16.
+BLOCKED_MIN_WINDOWS = 6
 
 
 @functools.cache
@@ -105,15 +106,17 @@ def _blocked(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: int) -> 
     tail = n_blocks * W - T
     # Queries of block b are positions bW..bW+W-1; their keys lie in (b-1)W..bW+W-1. Pad W keys in front (for
     # block 0) and the tail, then view the keys as overlapping 2W-long windows with stride W.
-    qb = F.pad(q, (0, 0, 0, 0, 0, tail)).view(B, n_blocks, W, H, D).permute(0, 1, 3, 2, 4)
+    qb = F.pad(q, (0, 0, 0, 0, 0, tail)).view(B, n_blocks, W, H, D).transpose(2, 3)
     kp = F.pad(k, (0, 0, 0, 0, W, tail))
     vp = F.pad(v, (0, 0, 0, 0, W, tail))
     # unfold: [B, n_blocks, KV, D, 2W] -> [B, n_blocks, KV, 2W, D]
-    kb = kp.unfold(1, 2 * W, W).permute(0, 1, 2, 4, 3)
-    vb = vp.unfold(1, 2 * W, W).permute(0, 1, 2, 4, 3)
-    mask = _block_mask(n_blocks, W, q.device)
+    kb = kp.unfold(1, 2 * W, W).transpose(-1, -2)
+    vb = vp.unfold(1, 2 * W, W).transpose(-1, -2)
+    # 4-D inputs (blocks folded into the batch): CPU SDPA runs its flash kernel only on 4-D tensors.
+    qb, kb, vb = (t.reshape(B * n_blocks, *t.shape[2:]) for t in (qb, kb, vb))
+    mask = _block_mask(n_blocks, W, q.device).expand(B, -1, -1, -1, -1).reshape(B * n_blocks, 1, W, 2 * W)
     out = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=mask, enable_gqa=H != KV)
-    out = out.permute(0, 1, 3, 2, 4).reshape(B, n_blocks * W, H, D)
+    out = out.view(B, n_blocks, H, W, D).transpose(2, 3).reshape(B, n_blocks * W, H, D)
     return out[:, :T] if tail else out
 
 

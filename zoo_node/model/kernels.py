@@ -111,3 +111,29 @@ class _GatherTokenRows(Function):
         (inverse,) = ctx.saved_tensors
         per_assignment = grad.index_select(0, inverse)
         return per_assignment.view(-1, ctx.k, grad.shape[-1]).sum(1), None, None, None
+
+
+def swiglu(hidden: torch.Tensor) -> torch.Tensor:
+    """silu(gate) * up for hidden = [gate | up] along the last dimension; the backward writes one packed gradient."""
+    return _SwiGLU.apply(hidden)
+
+
+class _SwiGLU(Function):
+    @staticmethod
+    def forward(ctx, hidden):
+        gate, up = hidden.chunk(2, dim=-1)
+        ctx.save_for_backward(hidden)
+        return torch.nn.functional.silu(gate) * up
+
+    @staticmethod
+    def backward(ctx, grad):
+        (hidden,) = ctx.saved_tensors
+        gate, up = hidden.chunk(2, dim=-1)
+        sig = torch.sigmoid(gate)
+        silu = gate * sig
+        out = torch.empty_like(hidden)
+        grad_gate, grad_up = out.chunk(2, dim=-1)
+        # d silu(g) / dg = sig * (1 + g * (1 - sig)) = sig + silu * (1 - sig)
+        torch.mul(grad * up, sig + silu * (1 - sig), out=grad_gate)
+        torch.mul(grad, silu, out=grad_up)
+        return out

@@ -11,12 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from zoo_node.model.attention import Backend, causal_attention
 from zoo_node.model.config import Zen3Config
-from zoo_node.model.kernels import gather_token_rows, permute_rows, rms_norm, rotary_qkv
+from zoo_node.model.kernels import gather_token_rows, permute_rows, rms_norm, rotary_qkv, swiglu
 from zoo_node.model.moe import (
     Expert,
     ExpertBackend,
@@ -74,8 +73,7 @@ class FeedForward(nn.Module):
         self.w_down = nn.Linear(ffn_dim, d_model, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate, up = self.w_gate_up(x).chunk(2, dim=-1)
-        return self.w_down(F.silu(gate) * up)
+        return self.w_down(swiglu(self.w_gate_up(x)))
 
 
 class MoELayer(nn.Module):

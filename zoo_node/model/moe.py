@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zoo_node.model.kernels import swiglu
+
 ExpertBackend = Literal["auto", "grouped_mm", "loop"]
 
 
@@ -92,8 +94,7 @@ class Expert(nn.Module):
         self.w_down = nn.Linear(ffn_dim, d_model, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate, up = self.w_gate_up(x).chunk(2, dim=-1)
-        return self.w_down(F.silu(gate) * up)
+        return self.w_down(swiglu(self.w_gate_up(x)))
 
 
 def experts_forward(
@@ -136,8 +137,7 @@ def _grouped(rows: torch.Tensor, experts: Sequence[Expert], counts: Sequence[int
     w_gate_up = torch.stack([e.w_gate_up.weight for e in experts])  # [E, 2F, D]
     w_down = torch.stack([e.w_down.weight for e in experts])  # [E, D, F]
     hidden = F.grouped_mm(rows, w_gate_up.transpose(-2, -1), offs=offsets)
-    gate, up = hidden.chunk(2, dim=-1)
-    return F.grouped_mm(F.silu(gate) * up, w_down.transpose(-2, -1), offs=offsets)
+    return F.grouped_mm(swiglu(hidden), w_down.transpose(-2, -1), offs=offsets)
 
 
 def _loop(rows: torch.Tensor, experts: Sequence[Expert], counts: Sequence[int]) -> torch.Tensor:
