@@ -474,9 +474,20 @@ class NodeSupervisor:
         while True:
             await wait_event(self._receipts_wanted, 30.0)
             self._receipts_wanted.clear()
-            if self.journal is None or not self._connected:
+            if self.journal is None:
                 continue
             batch = await self.journal_call(self.journal.ungossiped, 50)
+            if not batch:
+                continue
+            try:
+                listeners = await self.swarm.topic_peers(self.topics.receipt)
+            except SwarmStopped:
+                return
+            if not listeners:
+                # Nobody would hear it yet (not connected, or the peers' subscriptions not in): look again soon.
+                await asyncio.sleep(2.0)
+                self._receipts_wanted.set()
+                continue
             pause = 1.0 / own_publish_budget(self._rate_limit)
             for receipt_id, receipt in batch:
                 try:

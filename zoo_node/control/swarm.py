@@ -52,11 +52,25 @@ class SwarmSettings:
 
 
 class CountingGossipSub(GossipSub):
-    """GossipSub that counts the messages its spam protection drops (py-libp2p only logs them)."""
+    """GossipSub that counts the messages its spam protection drops (py-libp2p only logs them), and floods this
+    node's own messages to every peer subscribed to the topic (go-libp2p's default "flood publish").
+
+    Without flooding, py-libp2p sends a message only to the topic's mesh, which is empty until the next router
+    heartbeat grafts a newcomer, and stays empty for a minute after a PRUNE backoff: a rare message (a receipt)
+    published then reaches no one except by later IHAVE gossip.
+    """
 
     def __init__(self, *args, counters: DropCounters, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._drop_counters = counters
+
+    def _get_peers_to_send(self, topic_ids, msg_forwarder: ID, origin: ID, msg_id: bytes | None = None):
+        peers = set(super()._get_peers_to_send(topic_ids, msg_forwarder, origin, msg_id))
+        if self.pubsub is not None and origin == self.pubsub.my_id and msg_forwarder == origin:
+            for topic in topic_ids:
+                peers.update(self.pubsub.peer_topics.get(topic, ()))
+            peers.discard(origin)
+        yield from peers
 
     def _check_spam_protection(self, peer_id: ID, msg: rpc_pb2.Message) -> bool:
         allowed = super()._check_spam_protection(peer_id, msg)

@@ -154,6 +154,15 @@ class SwarmThread:
 
         return await self.call(peers)
 
+    async def topic_peers(self, topic: str) -> set[str]:
+        """Peers that told us they subscribe to `topic` (who would hear a message published there)."""
+        swarm = self._require()
+
+        async def peers() -> set[str]:
+            return {peer.to_base58() for peer in swarm.pubsub.peer_topics.get(topic, ())}
+
+        return await self.call(peers)
+
     async def set_rate_limit(self, per_topic: float) -> None:
         swarm = self._require()
 
