@@ -21,7 +21,7 @@ pytest_plugins = [
 
 ROOT = Path(__file__).resolve().parent
 # Test paths that import hivemind (directly or through zoo_node.worker) into the pytest process.
-DATAPLANE_PATHS = ("tests/worker", "tests/accounting/test_cosigning.py")
+DATAPLANE_PATHS = ("tests/worker", "tests/accounting/test_cosigning.py", "tests/accounting/test_metering.py")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

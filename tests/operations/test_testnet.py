@@ -43,7 +43,10 @@ def wait_for(condition, timeout_s: float, what: str):
 
 
 def port_free(port: int) -> bool:
+    """A server could listen on `port` again (SO_REUSEADDR, as servers bind: the closed connections' TIME_WAIT
+    entries do not count as taken)."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
