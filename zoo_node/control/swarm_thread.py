@@ -155,16 +155,11 @@ class SwarmThread:
         return await self.call(peers)
 
     async def topic_peers(self, topic: str) -> set[str]:
-        """Peers a message published on `topic` now would be pushed to. gossipsub sends a subscribed node's message
-        only to its mesh for the topic, which stays empty until a heartbeat grafts the subscribers in: a one-shot
-        message (a receipt) published before that would be lost, so this counts mesh peers where there is a mesh
-        and the subscribers otherwise (the fanout case)."""
+        """Peers that told us they subscribe to `topic` (who would hear a message published there)."""
         swarm = self._require()
 
         async def peers() -> set[str]:
-            mesh = getattr(swarm.pubsub.router, "mesh", {})
-            chosen = mesh[topic] if topic in mesh else swarm.pubsub.peer_topics.get(topic, ())
-            return {peer.to_base58() for peer in chosen}
+            return {peer.to_base58() for peer in swarm.pubsub.peer_topics.get(topic, ())}
 
         return await self.call(peers)
 
