@@ -97,3 +97,18 @@ def test_status_without_a_node_is_one_clear_line(node_home) -> None:
     assert out.returncode == 2
     expected = f"error: no node is running here: {home / 'node.sock'} does not exist (start `zoo-node join`)"
     assert out.stderr.strip().splitlines() == [expected]
+
+
+def test_startup_steps_log_each_step_with_its_notes_on_a_terminal_too(caplog) -> None:
+    from zoo_node.control.join import StartupSteps
+
+    caplog.set_level("INFO", logger="zoo_node.control.join")
+    for interactive in (True, False):
+        steps = StartupSteps(interactive=interactive)
+        with steps.step("Doing a thing") as notes:
+            notes.append("it went fine")
+        with pytest.raises(JoinError), steps.step("Failing"):
+            raise JoinError("no")
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("Doing a thing: done in" in m and "(it went fine)" in m for m in messages) == 2
+    assert sum(m.startswith("Failing: failed after") and m.endswith(": no") for m in messages) == 2
