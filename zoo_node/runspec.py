@@ -58,9 +58,6 @@ class AveragingSpec(_Section):
     matchmaking_time_s: float = Field(1.5, gt=0, description="How long replicas gather for an averaging group.")
     averaging_timeout_s: float = Field(20.0, gt=0, description="An averaging round that takes longer is abandoned.")
     load_state_timeout_s: float = Field(30.0, gt=0, description="Longest wait for a peer's state when joining.")
-    sync_parameters: bool = Field(
-        True, description="After each gradient round, also average the parameters (keeps replicas from drifting)."
-    )
 
 
 class DataSpec(_Section):

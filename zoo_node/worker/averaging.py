@@ -17,9 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-from hivemind.averaging import DecentralizedAverager
 from hivemind.averaging.allreduce import AllReduceRunner
-from hivemind.averaging.partition import AllreduceException
 from hivemind.compression import (
     CompressionBase,
     NoCompression,
@@ -112,18 +110,6 @@ class _CheckedAveraging:
         self.last_updated = get_dht_time()
         self._state_updated.set()
 
-    async def _aggregate_with_group(self, group_info, min_vector_size: int, **kwargs):
-        # One averager runs two kinds of rounds (gradients, then parameters); a group that mixed them would average
-        # gradients with parameters. Every member gathers its `phase`: refuse a group that disagrees.
-        phases = set()
-        for blob in group_info.gathered:
-            _, _, user = self.serializer.loads(blob)
-            data = self.serializer.loads(user)
-            phases.add(data.get("phase") if isinstance(data, dict) else None)
-        if len(phases) != 1:
-            raise AllreduceException(f"the group mixes averaging phases {sorted(map(str, phases))}")
-        return await super()._aggregate_with_group(group_info, min_vector_size, **kwargs)
-
     def get_current_state(self):
         if self.state_provider is None:
             return super().get_current_state()
@@ -175,17 +161,3 @@ def make_averager(
     averager.state_provider = state_provider
     averager.run_in_background(await_ready=True)
     return averager
-
-
-def average_parameters(averager: GradientAverager, params: Sequence[torch.Tensor], *, round_: int, timeout: float):
-    """Start an average of `params` themselves (weight 1 each) through `averager`'s buffers; returns the control.
-
-    After a gradient round the replicas' parameters differ only by the rounding of the compressed deltas; averaging
-    them again shrinks that to the rounding of a delta of that size, so it cannot build up over rounds (Adam turns
-    rounding noise on ~0 gradients into drifts of about lr). Not for PowerSGD, whose aggregation is its own."""
-    with averager.get_tensors() as buffers, torch.no_grad():
-        for buffer, param in zip(buffers, params, strict=True):
-            buffer.copy_(param.detach().cpu())
-    return DecentralizedAverager.step(
-        averager, gather={"phase": "parameters", "round": round_}, weight=1.0, timeout=timeout, wait=False
-    )

@@ -23,7 +23,7 @@ import torch
 from hivemind.utils.timed_storage import ValueWithExpiration, get_dht_time
 
 from zoo_node.runspec import RunSpec
-from zoo_node.worker.averaging import average_parameters, make_averager
+from zoo_node.worker.averaging import make_averager
 from zoo_node.worker.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
 from zoo_node.worker.receipts import MemberWork, Receipt, ReceiptSink
 from zoo_node.worker.records import progress_key, read_servers
@@ -219,7 +219,7 @@ class ShardTrainer:
             if others:
                 self.averager.local_samples_accumulated = progress.samples
                 self.averager.local_times_accumulated = progress.micro_batches
-                gather = {**mine.__dict__, "phase": "gradients", "round": self.round, "probe": probe}
+                gather = {**mine.__dict__, "round": self.round, "probe": probe}
                 control = self.averager.step(
                     wait=False, timeout=a.matchmaking_time_s * 4 + a.averaging_timeout_s, gather=gather
                 )
@@ -242,8 +242,6 @@ class ShardTrainer:
                 self._step(averaged)
             self.round += 1
         self.averager.state_sharing_priority = float(self.round)
-        if gathered and a.sync_parameters and a.compression != "powersgd":
-            self._sync_parameters()
         members = [mine]
         if gathered:
             members = [self._member_from(peer, data) for peer, data in gathered.items()]
@@ -266,24 +264,6 @@ class ShardTrainer:
         for hook in self._on_round:
             hook(receipt)
         return receipt
-
-    def _sync_parameters(self) -> None:
-        """Average the parameters with the group just after a gradient round (see `average_parameters`)."""
-        a = self.spec.averaging
-        try:
-            with self._state_lock:
-                control = average_parameters(
-                    self.averager, self.params, round_=self.round, timeout=a.matchmaking_time_s * 4
-                )
-            control.result(a.averaging_timeout_s * 2)
-        except Exception as exc:
-            logger.info("parameter averaging failed; keeping ours", extra={"shard": self.shard, "why": repr(exc)})
-            return
-        hold = self.runtime.exclusive(take_progress=False)
-        with hold, self._state_lock, torch.no_grad(), self.averager.get_tensors() as buffers:
-            if all(bool(torch.isfinite(b).all()) for b in buffers):
-                for param, buffer in zip(self.params, buffers, strict=True):
-                    param.copy_(buffer.to(param.device, param.dtype))
 
     def catch_up(self) -> None:
         """Reload the state from the replicas that moved ahead; the gradients accumulated meanwhile are dropped."""
