@@ -123,13 +123,14 @@ def _print_summary(data: dict) -> None:
 @testnet_app.command("status")
 def status(workdir: Path | None = DirOption, json_out: bool = JsonOption) -> None:
     """Show a testnet started with --detach (or the last one's outcome)."""
-    from zoo_node.testnet.network import TestnetError, _alive, read_state
+    from zoo_node.testnet.network import TestnetError, read_state
+    from zoo_node.testnet.processes import pid_alive
 
     folder = _workdir(workdir)
     state = read_state(folder)
     if state is None:
         raise TestnetError(f"no testnet in {folder}")
-    state["alive"] = bool(state.get("pid")) and _alive(int(state["pid"]))
+    state["alive"] = bool(state.get("pid")) and pid_alive(int(state["pid"]))
     if json_out:
         typer.echo(json.dumps(state))
         return

@@ -30,7 +30,7 @@ from typing import Any
 
 from zoo_node.config import CONFIG_FILE, NETWORK_PRESETS, write_config
 from zoo_node.errors import ZooError
-from zoo_node.testnet.processes import ProcessGroup
+from zoo_node.testnet.processes import ProcessGroup, pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ class Testnet:
         if (self.workdir / STATE_FILE).exists():
             state = json.loads((self.workdir / STATE_FILE).read_text())
             pid = state.get("pid")
-            if state.get("status") in ("starting", "running") and pid and _alive(pid):
+            if state.get("status") in ("starting", "running") and pid and pid_alive(pid):
                 raise TestnetError(f"a testnet is running in {self.workdir} (pid {pid}): `zoo-node testnet down` first")
         if self.workdir.exists():
             import shutil
@@ -418,16 +418,6 @@ def _raise_keyboard_interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def read_state(workdir: Path) -> dict | None:
     try:
         return json.loads((workdir.expanduser() / STATE_FILE).read_text())
@@ -445,10 +435,10 @@ def down(workdir: Path, timeout_s: float = 60.0) -> dict:
     if state is None:
         raise TestnetError(f"no testnet in {workdir.expanduser()}")
     pid = state.get("pid")
-    if pid and _alive(pid):
+    if pid and pid_alive(pid):
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout_s
-        while _alive(pid) and time.monotonic() < deadline:
+        while pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.2)
     left = []
     for name, child in (state.get("processes") or {}).items():
