@@ -99,10 +99,9 @@ def test_four_workers_train_through_bad_input_a_kill_and_a_join(swarm_factory, m
             limit = spec.data.micro_batches_per_step * spec.routing.max_attempts * spec.routing.call_timeout_s * 4
             assert max(e["seconds"] for e in log) < limit
 
-        # After the last round the replicas of every shard hold the same parameters, up to the rounding of the
-        # compressed all-reduce: replicas differ in well under 1% of each tensor's norm. (Adam amplifies rounding for
-        # the rare elements whose gradient is ~0, which may drift by about lr; a replica that missed a round would be
-        # off by about lr everywhere, tens of percent of the norm.)
+        # After the last round the replicas of every shard hold the same parameters: every member of a round gets the
+        # same bits of the averaged gradients (zoo_node.worker.averaging), and a replica that missed a round reloads
+        # the state. (With hivemind's plain delta all-reduce they drifted apart by up to 2.3% of a tensor's norm.)
         replicas = {
             s: [w for n, w in {**workers, "w4": w4}.items() if n != "w3" and s in _shards(w, spec.name)]
             for s in set(functools.reduce(operator.iadd, LAYOUT.values(), []))
@@ -115,8 +114,7 @@ def test_four_workers_train_through_bad_input_a_kill_and_a_join(swarm_factory, m
             for name, (param, _) in first.items():
                 other = second[name][0]
                 gap = float((param - other).norm() / param.norm().clamp_min(1e-12))
-                assert gap < 1e-2, f"{shard} {name} (rounds {rounds}): replicas differ by {gap:.2%} of the norm"
-                assert float((param - other).abs().max()) < 10 * spec.optimizer.lr, f"{shard} {name} {rounds}"
+                assert gap < 1e-4, f"{shard} {name} (rounds {rounds}): replicas differ by {gap:.3%} of the norm"
     finally:
         client.drain()
 

@@ -5,9 +5,11 @@ Progress is published in the DHT (`<run>/progress/<shard>`: this replica's round
 way: every replica sees when the sum reaches `target_batch_size` and joins the round. Serving goes on while the
 all-reduce runs; the shard is held exclusively only to hand its gradients over and to apply the step.
 
-Replicas that start equal and apply the same averaged gradients stay equal, up to rounding. Each member also sends a
-probe of its parameters; one whose probe is off the group's reference (highest round, then lowest PeerID) by more
-than rounding reloads the state from its peers, which heals a replica that missed a round.
+Replicas that start equal and apply the same averaged gradients stay equal: every member of a round gets the same
+bits (zoo_node.worker.averaging). Two things still split them, and both are healed by reloading the state from a
+replica: a round in which a reducer failed (hivemind then keeps the local values of that reducer's parts; the member
+that saw it reloads right after the step), and a round a replica missed (each member sends a probe of its parameters;
+one whose probe is off the group's reference, highest round then lowest PeerID, reloads).
 """
 
 from __future__ import annotations
@@ -51,21 +53,19 @@ def make_optimizer(spec: RunSpec, params: Sequence[torch.nn.Parameter]) -> torch
     return opt
 
 
-def parameters_probe(params: Sequence[torch.Tensor], per_tensor: int = 4, max_values: int = 2048) -> list[float]:
-    """A few parameter values at fixed positions (the same on every replica), to compare replicas cheaply."""
-    values: list[float] = []
-    for p in params[: max(1, max_values // per_tensor)]:
-        flat = p.detach().flatten()
-        index = torch.linspace(0, flat.numel() - 1, steps=min(per_tensor, flat.numel())).long()
-        values.extend(flat[index].float().cpu().tolist())
-    return values
+def parameters_probe(params: Sequence[torch.Tensor], chunks: int = 4, max_values: int = 2048) -> list[float]:
+    """Sums of each tensor's `chunks` contiguous slices, in float64: a change of one element by `d` moves a sum by `d`,
+    so a replica that differs anywhere (a missed round, a failed reducer's part) shows, while equal bits sum equal."""
+    sums = [
+        piece.sum(dtype=torch.float64)
+        for p in params[: max(1, max_values // chunks)]
+        for piece in p.detach().flatten().tensor_split(chunks)
+    ]
+    return torch.stack(sums).cpu().tolist() if sums else []
 
 
 def probes_differ(a: Sequence[float], b: Sequence[float], tolerance: float) -> bool:
-    """Whether two replicas' probes differ by more than `tolerance` anywhere (or do not even match in length).
-
-    hivemind's all-reduce gives each peer `local + (average - local)`, compressed: replicas that average every round
-    still differ by rounding (about 1e-3 of one update). A replica that missed a round is about one update away."""
+    """Whether two replicas' probes differ by more than `tolerance` anywhere (or do not even match in length)."""
     if len(a) != len(b):
         return True
     return any(not abs(x - y) <= tolerance for x, y in zip(a, b, strict=True))
@@ -132,8 +132,9 @@ class ShardTrainer:
             meta = {"round": self.round, "shard": self.shard, "run_hash": self.spec.content_hash}
             return meta, [t.detach().cpu().clone() for t in self._state_tensors()]
 
-    def load_state_from_peers(self) -> bool:
-        """Download parameters and optimizer state from a replica; False if none answered with a fitting state."""
+    def load_state_from_peers(self, min_round: int = 0) -> bool:
+        """Download parameters and optimizer state from a replica; False if none answered with a fitting state (or,
+        with `min_round`, with a state of that round or later)."""
         timeout = self.spec.averaging.load_state_timeout_s
         loaded = self.averager.load_state_from_peers(timeout=timeout)
         if loaded is None:
@@ -149,6 +150,8 @@ class ShardTrainer:
             or not all(bool(torch.isfinite(t).all()) for t in tensors if t.is_floating_point())
         ):
             logger.warning("refused a peer's state that does not fit this shard", extra={"shard": self.shard})
+            return False
+        if not isinstance(meta.get("round"), int) or meta["round"] < min_round:
             return False
         with self.runtime.exclusive(take_progress=False), self._state_lock, torch.no_grad():
             for target, value in zip(mine, tensors, strict=True):
@@ -213,6 +216,7 @@ class ShardTrainer:
         a = self.spec.averaging
         others = [r for r in read_servers(self.dht, self.spec.name, self.shard) if r.peer != self.peer]
         probe = parameters_probe(self.params)
+        partial_before = self.averager.partial_rounds.value
         control = None
         with self.runtime.exclusive() as progress:
             mine = self._member(progress)
@@ -241,19 +245,24 @@ class ShardTrainer:
             else:
                 self._step(averaged)
             self.round += 1
-        self.averager.state_sharing_priority = float(self.round)
+        partial = control is not None and self.averager.partial_rounds.value != partial_before
+        # A replica whose round was partial is not a good source: joiners and reloaders prefer the others.
+        self.averager.state_sharing_priority = float(self.round) - (0.5 if partial else 0.0)
         members = [mine]
         if gathered:
             members = [self._member_from(peer, data) for peer, data in gathered.items()]
             members = [m for m in members if m is not None]
             self.rounds_averaged += 1
-            self._check_divergence(gathered, probe)
+            if not partial:
+                self._check_divergence(gathered, probe)
         if gathered:
             # The group's round: every member numbers it the same (the highest round gathered, plus one), so their
             # receipts share one body to co-sign; a member that lagged adopts it.
             rounds = [d["round"] for d in gathered.values() if isinstance(d, dict) and isinstance(d.get("round"), int)]
             with self._state_lock:
                 self.round = max([self.round, *(r + 1 for r in rounds)])
+        if gathered and partial:
+            self._reload_after_partial_round()
         receipt = Receipt(self.spec.name, self.shard, self.round, tuple(members), averaged=bool(gathered))
         self.last_receipt = receipt
         for sink in self.sinks:
@@ -264,6 +273,17 @@ class ShardTrainer:
         for hook in self._on_round:
             hook(receipt)
         return receipt
+
+    def _reload_after_partial_round(self, attempts: int = 5) -> None:
+        """Take the state of a replica that finished this round (a groupmate still stepping offers the last one)."""
+        logger.warning(
+            "a reducer failed this round and its parts kept local values; reloading the state",
+            extra={"shard": self.shard, "round": self.round},
+        )
+        for _ in range(attempts):
+            if self.load_state_from_peers(min_round=self.round) or self._stop.wait(self.poll_s):
+                return
+        logger.warning("no replica had this round's state; a later probe check heals it", extra={"shard": self.shard})
 
     def catch_up(self) -> None:
         """Reload the state from the replicas that moved ahead; the gradients accumulated meanwhile are dropped."""
