@@ -213,6 +213,36 @@ def test_a_joining_worker_takes_the_least_covered_shards_and_moves_only_beyond_t
     assert should_move(slow, "x", "stage/0", margin=0.5) == "stage/1"
 
 
+def test_a_call_during_a_stuck_update_times_out_with_a_clear_error_and_one_update_holds_at_a_time():
+    runtime = _expert_runtime()
+    rows, ids = _rows()
+    release, held, second_held = threading.Event(), threading.Event(), threading.Event()
+
+    def stuck_update() -> None:
+        with runtime.exclusive():
+            held.set()
+            release.wait(30)
+
+    def second_update() -> None:
+        with runtime.exclusive():
+            second_held.set()
+
+    holder = threading.Thread(target=stuck_update)
+    holder.start()
+    assert held.wait(10)
+    other = threading.Thread(target=second_update)
+    other.start()
+    # An in-process call (a worker's driver uses its own shards directly) fails after its timeout; it does not hang.
+    with pytest.raises(TimeoutError, match="busy with an optimizer step"):
+        runtime.forward("k", [rows, ids], {"micro": "m", "layer": 2}, timeout=0.5)
+    assert not second_held.is_set(), "a second update must wait for the first"
+    release.set()
+    holder.join(10)
+    assert second_held.wait(10)
+    other.join(10)
+    runtime.forward("k", [rows, ids], {"micro": "m", "layer": 2}, timeout=5)  # serving again
+
+
 def test_a_backward_whose_graph_was_dropped_for_an_update_recomputes_on_the_same_replica():
     runtime = _expert_runtime()
     record = ServerRecord(peer="me", shard="experts/1/0", expires=float("inf"))

@@ -87,7 +87,8 @@ class ShardRuntime:
         self._cond = threading.Condition()
         self._pending: dict[str, _Pending] = {}
         self._running = 0  # calls inside forward/backward right now
-        self._closed = False
+        self._closed = False  # new micro-batches wait: an update is draining or holding the shard
+        self._held = False  # an `exclusive()` holder exists
         self.progress = Progress()
         self.throughput = Throughput()
         self.queued_tokens = 0
@@ -213,13 +214,17 @@ class ShardRuntime:
     @contextlib.contextmanager
     def exclusive(self, drain_timeout: float = 10.0, *, take_progress: bool = True) -> Iterator[Progress]:
         """Hold the shard with no call running and no graph pending; yields the progress counters (and resets
-        them if `take_progress`).
+        them if `take_progress`). One holder at a time.
 
-        Graphs still pending after `drain_timeout` are dropped: their backward recomputes from resent inputs.
+        Graphs still pending after `drain_timeout` are dropped: their backward recomputes from resent inputs. The
+        lock is not held while the caller works: calls that arrive meanwhile wait with their own timeout, so a
+        holder that blocks (an averager's lock, a slow peer) shows as timed-out calls, not as a silent hang.
         """
         deadline = time.monotonic() + drain_timeout
         with self._cond:
-            self._closed = True
+            while self._held:
+                self._cond.wait()
+            self._held = self._closed = True
             try:
                 while self._running or self._pending:
                     left = deadline - time.monotonic()
@@ -234,7 +239,13 @@ class ShardRuntime:
                 progress = self.progress
                 if take_progress:
                     self.progress = Progress()
-                yield progress
-            finally:
-                self._closed = False
+            except BaseException:
+                self._held = self._closed = False
+                self._cond.notify_all()
+                raise
+        try:
+            yield progress
+        finally:
+            with self._cond:
+                self._held = self._closed = False
                 self._cond.notify_all()
