@@ -23,7 +23,9 @@ from tests.fixtures.homes import TEST_PASSWORD
 from zoo_node.chain.node_registry import Hardware
 from zoo_node.chain.operator import register_node
 from zoo_node.cli import main
+from zoo_node.control.chain_link import ChainDirectory
 from zoo_node.control.messages import ControlKey, sign_worker_binding
+from zoo_node.control.node_service import rewards_info
 from zoo_node.coordinator.ledger import SettlementLedger
 from zoo_node.coordinator.nodes import WorkerBindings
 from zoo_node.coordinator.report import account_epochs, read_report
@@ -211,6 +213,17 @@ def test_three_workers_settle_claim_and_are_paid_exactly(devchain, make_home, pa
     assert [int(e["amount_wei"]) for e in epochs] == [amounts1[b.owner], amounts2[b.owner]]
     assert [int(e["verified_flops"]) for e in epochs] == [verified[b.owner], 3 * f1]
     assert all(e["claimed"] for e in epochs)
+    # The same figures in the node's Status (the supervisor reads them through its ChainDirectory).
+    figures = ChainDirectory(devchain.client()).rewards(run_id, b.owner)
+    assert figures == run_shown
+    info = rewards_info(figures, read_at=None)
+    assert info.claimed_wei == run_shown["claimed_wei"] and info.claimable_wei == "0" and info.epoch == 2
+    assert [(e.epoch, int(e.amount_wei), e.claimed) for e in info.epochs] == [
+        (1, amounts1[b.owner], True),
+        (2, amounts2[b.owner], True),
+    ]
+    assert info.epochs[0].cpu_hours == pytest.approx(epochs[0]["cpu_hours"])
+    assert info.epochs[0].mfu == pytest.approx(-1.0 if epochs[0]["mfu"] is None else epochs[0]["mfu"])
     # b is a CPU node: its own seconds of the five credited rounds (r1, r2, r3, r5 took 60 s, r6 1 s) in CPU-hours
     assert epochs[0]["cpu_hours"] == pytest.approx((4 * 60.0 + 1.0) / 3600) and epochs[0]["gpu_hours"] == 0.0
     # The ledger survives a restart and refuses to settle an epoch twice.

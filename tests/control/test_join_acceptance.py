@@ -43,6 +43,10 @@ def test_three_nodes_find_each_other_notice_a_death_and_a_return(make_home, devc
     statuses = [join.wait_running() for join in joins]
     ids = [s["node"]["peer_id"] for s in statuses]
     assert all(s["node"]["run_id"] == run_id for s in statuses)
+    # The rewards figures are read from the chain in the background: none posted yet, and said so plainly.
+    rewards = joins[0].wait(lambda s: s["rewards"]["age_s"] >= 0, 30, "a's rewards to be read")["rewards"]
+    assert rewards["run_id"] == run_id and rewards["epoch"] == 0 and rewards["problem"] == "no root posted yet"
+    assert rewards["account"] == statuses[0]["node"]["operator"] and rewards["epochs"] == []
 
     # Each lists the other two within 10 s of all three running.
     for join, me in zip(joins, ids, strict=True):

@@ -190,26 +190,25 @@ def rewards_show(
 ) -> None:
     """Rewards of this node's owner per run: cumulative, claimed, claimable (no password needed); and per epoch the
     coordinator's figures: verified FLOPs, GPU-hours, MFU, amount, claimed."""
-    from zoo_node.chain.operator import format_coins, reward_status
-    from zoo_node.coordinator.report import account_epochs
+    from zoo_node.chain.operator import format_coins
+    from zoo_node.coordinator.report import account_rewards
 
     home_path, config, identity = _node_context(home)
     account = _reward_account(config, identity)
     client = _client(home_path, config)
-    rewards = reward_status(client, account, run_ids=[run] if run is not None else None, claims_location=claims)
-    epochs = {r.run_id: account_epochs(client, r.run_id, account) for r in rewards}
+    runs = account_rewards(client, account, run_ids=[run] if run is not None else None, claims_location=claims)
     if json_out:
-        _echo_json({"account": account, "runs": [{**r.as_dict(), "epochs": epochs[r.run_id]} for r in rewards]})
+        _echo_json({"account": account, "runs": runs})
         return
-    if not rewards:
+    if not runs:
         typer.echo(f"no rewards posted yet for {account}")
-    for r in rewards:
+    for r in runs:
         line = (
-            f"run {r.run_id} epoch {r.epoch}: earned {format_coins(r.cumulative)}, claimed {format_coins(r.claimed)}, "
-            f"claimable {format_coins(r.claimable)}"
+            f"run {r['run_id']} epoch {r['epoch']}: earned {format_coins(int(r['cumulative_wei']))}, "
+            f"claimed {format_coins(int(r['claimed_wei']))}, claimable {format_coins(int(r['claimable_wei']))}"
         )
-        typer.echo(line + (f" ({r.problem})" if r.problem else ""))
-        for e in epochs[r.run_id]:
+        typer.echo(line + (f" ({r['problem']})" if r["problem"] else ""))
+        for e in r["epochs"]:
             if "problem" in e:
                 continue
             mfu = "n/a" if e["mfu"] is None else f"{100 * e['mfu']:.1f}%"

@@ -101,6 +101,12 @@ def status(
     console.print(
         f"gossip: in {data['gossip']['messages_in']}, out {data['gossip']['messages_out']}, dropped {dropped or 0}"
     )
+    rewards = data["rewards"]
+    earned = f"{int(rewards['earned_wei'] or 0) / 1e18:.6g}"
+    claimable = f"{int(rewards['claimable_wei'] or 0) / 1e18:.6g}"
+    line = f"rewards: {earned} earned, {claimable} claimable"
+    line += f" (to {rewards['account']}, epoch {rewards['epoch']}, read {_age(rewards['age_s'])})"
+    console.print(line + (f" [yellow]{rewards['problem']}[/]" if rewards["problem"] else ""))
     table = Table("peer", "operator", "state", "last seen", "shard", "tokens/s", "health")
     for peer in data["peers"]:
         table.add_row(

@@ -11,7 +11,7 @@ import subprocess
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from zoo_node.control.registry import RegisteredNode
 from zoo_node.errors import ZooError
@@ -109,6 +109,12 @@ class ChainDirectory:
             return None
         run = self.client.runs.get_run(run_id)
         return None if run is None else float(run.epoch_end(epoch))
+
+    def rewards(self, run_id: int, account: str) -> dict[str, Any] | None:
+        from zoo_node.coordinator.report import account_rewards
+
+        runs = account_rewards(self.client, account, run_ids=[run_id])
+        return runs[0] if runs else None
 
     # --- join's checks and transactions ----------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ import os
 import secrets
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -162,7 +162,37 @@ async def build_status(node: NodeSupervisor) -> node_pb2.NodeStatus:
     status.gossip.messages_out.update(node.messages_out)
     status.gossip.dropped.update(node.counters.snapshot())
     status.gossip.connected_peers = len(connected)
+    status.rewards.CopyFrom(rewards_info(node.rewards, node.rewards_read_at, node.rewards_problem))
+    status.rewards.account = node.reward_account
+    status.rewards.run_id = node.run_id
     return status
+
+
+def rewards_info(figures: dict[str, Any] | None, read_at: float | None, problem: str = "") -> node_pb2.RewardsInfo:
+    """One run's `zoo-node rewards show --json` figures as the Status message carries them."""
+    info = node_pb2.RewardsInfo(age_s=-1.0 if read_at is None else time.monotonic() - read_at, problem=problem)
+    if figures is None:
+        return info
+    info.run_id = int(figures["run_id"])
+    info.epoch = int(figures.get("epoch") or 0)
+    info.earned_wei = str(figures["cumulative_wei"])
+    info.claimed_wei = str(figures["claimed_wei"])
+    info.claimable_wei = str(figures["claimable_wei"])
+    info.problem = problem or (figures.get("problem") or "")
+    for e in figures.get("epochs", []):
+        if "problem" in e:
+            info.epochs.add(epoch=int(e["epoch"]), problem=str(e["problem"]))
+            continue
+        info.epochs.add(
+            epoch=int(e["epoch"]),
+            verified_flops=str(e["verified_flops"]),
+            gpu_hours=float(e["gpu_hours"]),
+            cpu_hours=float(e["cpu_hours"]),
+            mfu=-1.0 if e["mfu"] is None else float(e["mfu"]),
+            amount_wei=str(e["amount_wei"]),
+            claimed=bool(e["claimed"]),
+        )
+    return info
 
 
 def metrics_snapshot(node: NodeSupervisor) -> node_pb2.MetricsSnapshot:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,10 @@ class NodeDirectory(Protocol):
         """Unix time at which the run's last settled epoch ended (None: nothing settled yet)."""
         ...
 
+    def rewards(self, run_id: int, account: str) -> dict[str, Any] | None:
+        """`account`'s rewards in the run as `zoo-node rewards show --json` gives one run (None: no chain here)."""
+        ...
+
 
 class StaticDirectory:
     """A fixed directory: the given nodes are registered, the given runs active."""
@@ -49,6 +53,9 @@ class StaticDirectory:
         return list(self.runs)
 
     def settled_until(self, run_id: int) -> float | None:
+        return None
+
+    def rewards(self, run_id: int, account: str) -> dict[str, Any] | None:
         return None
 
 

@@ -141,6 +141,10 @@ class NodeSupervisor:
         self._dial_after: dict[str, tuple[float, float]] = {}  # peer -> (not before, current delay)
         self._connected: set[str] = set()
         self._registry_wanted = asyncio.Event()
+        # `zoo-node rewards show` figures of this run, read in the background (the chain is slow or may be down)
+        self.rewards: dict[str, Any] | None = None
+        self.rewards_read_at: float | None = None
+        self.rewards_problem = ""
         self._registry_refreshed_at = 0.0
         self._receipts_wanted = asyncio.Event()
         self._shutdown = asyncio.Event()
@@ -276,6 +280,7 @@ class NodeSupervisor:
             self._connect_loop,
             self._receipts_loop,
             self._notify_loop,
+            self._rewards_loop,
         ):
             self._spawn(loop())
         if self.options.worker_mode != "none":
@@ -378,6 +383,26 @@ class NodeSupervisor:
                 await asyncio.sleep(wait)
             await self.refresh_registry()
             await self.settle_receipts()
+
+    @property
+    def reward_account(self) -> str:
+        """Where this node's rewards go: the owner if configured, else the operator."""
+        return self.config.owner_address or self.options.operator
+
+    async def refresh_rewards(self) -> None:
+        """Re-read this run's rewards; keeps the last figures (and says why) if the chain cannot be read."""
+        try:
+            figures = await asyncio.to_thread(self.options.directory.rewards, self.run_id, self.reward_account)
+        except Exception as exc:
+            self.rewards_problem = f"cannot read the rewards (showing the last figures read): {exc}"
+            logger.debug("cannot read the rewards: %s", exc)
+            return
+        self.rewards, self.rewards_read_at, self.rewards_problem = figures, time.monotonic(), ""
+
+    async def _rewards_loop(self) -> None:
+        while True:
+            await self.refresh_rewards()
+            await asyncio.sleep(self.config.swarm.registry_refresh_s)
 
     async def settle_receipts(self) -> int:
         """Mark receipts covered by the run's settled epochs; prune those settled long ago. Returns how many."""

@@ -86,3 +86,14 @@ def account_epochs(client: ChainClient, run_id: int, account: str) -> list[dict[
             continue
         out.append(account_figures(report, account, claimed_total))
     return out
+
+
+def account_rewards(
+    client: ChainClient, account: str, *, run_ids: list[int] | None = None, claims_location: str | None = None
+) -> list[dict[str, Any]]:
+    """`account`'s rewards per run (cumulative, claimed, claimable) with each run's per-epoch figures: what
+    `zoo-node rewards show --json` prints and a node's `Status` carries."""
+    from zoo_node.chain.operator import reward_status
+
+    rewards = reward_status(client, account, run_ids=run_ids, claims_location=claims_location)
+    return [{**r.as_dict(), "epochs": account_epochs(client, r.run_id, account)} for r in rewards]

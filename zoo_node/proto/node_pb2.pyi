@@ -146,19 +146,63 @@ class GossipInfo(_message.Message):
     connected_peers: int
     def __init__(self, messages_in: _Optional[_Mapping[str, int]] = ..., messages_out: _Optional[_Mapping[str, int]] = ..., dropped: _Optional[_Mapping[str, int]] = ..., connected_peers: _Optional[int] = ...) -> None: ...
 
+class EpochReward(_message.Message):
+    __slots__ = ("epoch", "verified_flops", "gpu_hours", "cpu_hours", "mfu", "amount_wei", "claimed", "problem")
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    VERIFIED_FLOPS_FIELD_NUMBER: _ClassVar[int]
+    GPU_HOURS_FIELD_NUMBER: _ClassVar[int]
+    CPU_HOURS_FIELD_NUMBER: _ClassVar[int]
+    MFU_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_WEI_FIELD_NUMBER: _ClassVar[int]
+    CLAIMED_FIELD_NUMBER: _ClassVar[int]
+    PROBLEM_FIELD_NUMBER: _ClassVar[int]
+    epoch: int
+    verified_flops: str
+    gpu_hours: float
+    cpu_hours: float
+    mfu: float
+    amount_wei: str
+    claimed: bool
+    problem: str
+    def __init__(self, epoch: _Optional[int] = ..., verified_flops: _Optional[str] = ..., gpu_hours: _Optional[float] = ..., cpu_hours: _Optional[float] = ..., mfu: _Optional[float] = ..., amount_wei: _Optional[str] = ..., claimed: _Optional[bool] = ..., problem: _Optional[str] = ...) -> None: ...
+
+class RewardsInfo(_message.Message):
+    __slots__ = ("account", "run_id", "epoch", "earned_wei", "claimed_wei", "claimable_wei", "epochs", "age_s", "problem")
+    ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    EARNED_WEI_FIELD_NUMBER: _ClassVar[int]
+    CLAIMED_WEI_FIELD_NUMBER: _ClassVar[int]
+    CLAIMABLE_WEI_FIELD_NUMBER: _ClassVar[int]
+    EPOCHS_FIELD_NUMBER: _ClassVar[int]
+    AGE_S_FIELD_NUMBER: _ClassVar[int]
+    PROBLEM_FIELD_NUMBER: _ClassVar[int]
+    account: str
+    run_id: int
+    epoch: int
+    earned_wei: str
+    claimed_wei: str
+    claimable_wei: str
+    epochs: _containers.RepeatedCompositeFieldContainer[EpochReward]
+    age_s: float
+    problem: str
+    def __init__(self, account: _Optional[str] = ..., run_id: _Optional[int] = ..., epoch: _Optional[int] = ..., earned_wei: _Optional[str] = ..., claimed_wei: _Optional[str] = ..., claimable_wei: _Optional[str] = ..., epochs: _Optional[_Iterable[_Union[EpochReward, _Mapping]]] = ..., age_s: _Optional[float] = ..., problem: _Optional[str] = ...) -> None: ...
+
 class NodeStatus(_message.Message):
-    __slots__ = ("node", "worker", "peers", "journal", "gossip")
+    __slots__ = ("node", "worker", "peers", "journal", "gossip", "rewards")
     NODE_FIELD_NUMBER: _ClassVar[int]
     WORKER_FIELD_NUMBER: _ClassVar[int]
     PEERS_FIELD_NUMBER: _ClassVar[int]
     JOURNAL_FIELD_NUMBER: _ClassVar[int]
     GOSSIP_FIELD_NUMBER: _ClassVar[int]
+    REWARDS_FIELD_NUMBER: _ClassVar[int]
     node: NodeInfo
     worker: WorkerInfo
     peers: _containers.RepeatedCompositeFieldContainer[PeerInfo]
     journal: JournalInfo
     gossip: GossipInfo
-    def __init__(self, node: _Optional[_Union[NodeInfo, _Mapping]] = ..., worker: _Optional[_Union[WorkerInfo, _Mapping]] = ..., peers: _Optional[_Iterable[_Union[PeerInfo, _Mapping]]] = ..., journal: _Optional[_Union[JournalInfo, _Mapping]] = ..., gossip: _Optional[_Union[GossipInfo, _Mapping]] = ...) -> None: ...
+    rewards: RewardsInfo
+    def __init__(self, node: _Optional[_Union[NodeInfo, _Mapping]] = ..., worker: _Optional[_Union[WorkerInfo, _Mapping]] = ..., peers: _Optional[_Iterable[_Union[PeerInfo, _Mapping]]] = ..., journal: _Optional[_Union[JournalInfo, _Mapping]] = ..., gossip: _Optional[_Union[GossipInfo, _Mapping]] = ..., rewards: _Optional[_Union[RewardsInfo, _Mapping]] = ...) -> None: ...
 
 class WatchMetricsRequest(_message.Message):
     __slots__ = ("interval_s",)
