@@ -51,7 +51,11 @@ def test_wal_append_duplicate_conflict_settle_prune(tmp_path: Path) -> None:
     assert journal.mark_settled_before(0) == 0  # nothing was journaled before 1970
     assert journal.prune_settled(older_than_s=-1) == 1  # settled ones may go; the unsettled one stays
     assert [i for i, _ in journal.unsettled()] == [second]
-    assert journal.mark_settled_before(time.time() + 1) == 1  # an epoch that ended after it was journaled
+    # An epoch that ended after it was journaled, but it was never announced: not settled, still to announce.
+    assert journal.mark_settled_before(time.time() + 1) == 0
+    assert [i for i, _ in journal.ungossiped()] == [second]
+    journal.mark_gossiped([second])
+    assert journal.mark_settled_before(time.time() + 1) == 1
     assert journal.counts().unsettled == 0
     journal.close()
 

@@ -23,6 +23,7 @@ from tests.control.swarm_nodes import wait_for
 from zoo_node.config import read_config_file, write_config
 from zoo_node.control.sd_notify import SystemdNotifier
 from zoo_node.control.status_client import NodeClient, proto_to_dict
+from zoo_node.control.worker_process import DRAINED
 from zoo_node.proto import node_pb2, node_pb2_grpc, worker_pb2
 from zoo_node.worker.supervisor_link import SupervisorLink
 
@@ -84,7 +85,9 @@ def test_status_health_reflection_watch_drain_and_shutdown(node_home) -> None:
 
             reply = await asyncio.to_thread(client.drain, "maintenance")
             assert reply.state == node_pb2.NODE_STATE_DRAINING
-            await wait_for(lambda: node.worker.state.health == worker_pb2.HEALTH_DRAINING, 30, "the worker draining")
+            # The worker finishes its work and exits; it is not restarted (a new one would only drain again).
+            await wait_for(lambda: node.worker.state.detail == DRAINED, 30, "the worker to finish after the drain")
+            assert node.worker.state.health == worker_pb2.HEALTH_STOPPED and node.worker.state.restarts == 0
             assert node.heartbeat().health == worker_pb2.HEALTH_DRAINING
 
             assert (await asyncio.to_thread(client.shutdown, "done")).state == node_pb2.NODE_STATE_STOPPING

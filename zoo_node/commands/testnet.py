@@ -96,7 +96,7 @@ def up(
 SUMMARY_ROWS = (
     "nodes", "steps", "loss_first", "loss_last", "tokens", "mfu", "device_hours", "device_kind",
     "epochs_settled", "claims_paid", "rewards_paid_wei", "epochs_reward_wei", "receipts_accepted", "receipts_rejected",
-    "chaos_kills", "wall_s",
+    "chaos_kills", "receipts_journaled", "receipts_lost", "wall_s",
 )  # fmt: skip
 
 

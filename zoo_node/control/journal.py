@@ -135,10 +135,14 @@ class ReceiptJournal:
         return cursor.rowcount
 
     def mark_settled_before(self, unix_time: float, at: float | None = None) -> int:
-        """Mark as settled every receipt journaled before `unix_time` (the end of the run's last settled epoch)."""
+        """Mark as settled every announced receipt journaled before `unix_time` (the end of the run's last settled
+        epoch). One never announced was not in that settlement: it stays, is announced, and a later epoch counts it
+        (marking it settled would have dropped earned work; the testnet's receipt count caught that)."""
         at = time.time() if at is None else at
         cursor = self._db.execute(
-            "UPDATE receipts SET settled_at = ? WHERE settled_at IS NULL AND journaled_at < ?", (at, unix_time)
+            "UPDATE receipts SET settled_at = ? WHERE settled_at IS NULL AND gossiped_at IS NOT NULL "
+            "AND journaled_at < ?",
+            (at, unix_time),
         )
         return cursor.rowcount
 

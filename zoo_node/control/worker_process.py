@@ -30,6 +30,8 @@ from zoo_node.control.waiting import wait_event
 from zoo_node.proto import worker_pb2
 
 logger = logging.getLogger(__name__)
+
+DRAINED = "drained: finished its work and exited"
 FOOTPRINT_FILE = "footprint.json"
 # Room left in a 107-byte unix socket path for the longest socket name put in the worker's TMPDIR
 # (torch's "torch-shm-file-..." / hivemind's "hivemind-p2pd-<uuid>.sock").
@@ -207,6 +209,13 @@ class WorkerSupervisor:
                 await self._watch()
                 await self._cleanup()
             if self._stopping.is_set():
+                break
+            if self._draining and self.state.last_exit_code == 0:
+                # It finished its work after a drain, as asked: a new incarnation would only be drained again.
+                self.state.detail = DRAINED
+                logger.info("the worker finished its work after the drain; not restarting it")
+                self._changed()
+                await self._stopping.wait()
                 break
             delay = self._backoff.next_delay(self._clock() - started)
             self.state.restarts += 1

@@ -5,9 +5,14 @@ The steps, each logged and shown as progress:
 2. a coordinator home and N node homes (keys, config on loopback, funded operator addresses);
 3. the run file (the testnet run spec plus `[settlement]`), then `zoo-node coordinator run`, which creates the run;
 4. N `zoo-node join --register` processes (each a supervisor and its worker), which register, join and train;
-5. wait until the drivers have done `steps` steps (with `--chaos`, kill -9 and restart random nodes meanwhile);
+5. wait until the drivers have done `steps` steps and the coordinator has a receipt from every node (with
+   `--chaos`, kill -9 and restart random nodes meanwhile). The run has no step limit: the node that joins last may
+   have its shards' first round only after the others' drivers reached `steps` (the demo's tiny model does a step in
+   about a second), and a stopped run makes no more rounds; training goes on until the testnet stops it;
 6. move the chain's clock past the epoch's end, wait for the coordinator to settle `epochs` epochs;
-7. `zoo-node rewards claim` for every node; the summary.
+7. `zoo-node rewards claim` for every node;
+8. drain the nodes and compare every node's journaled receipts with the coordinator's (lost: never arrived); the
+   summary.
 
 Everything runs as real processes in their own sessions; `ProcessGroup.stop_all` (on a normal exit, an error,
 Ctrl-C or SIGTERM from `testnet down`) stops them and their children, and anvil dies with this process.
@@ -75,6 +80,8 @@ class Summary:
     rewards_paid_wei: str
     epochs_reward_wei: str
     chaos_kills: int
+    receipts_journaled: int
+    receipts_lost: int
     wall_s: float
 
     def as_dict(self) -> dict[str, Any]:
@@ -185,7 +192,7 @@ class Testnet:
         from zoo_node.runspec import dump_runspec, load_runspec
 
         spec = load_runspec(EXAMPLE_SPEC)
-        spec = spec.model_copy(update={"model": self.options.preset, "max_steps": self.options.steps})
+        spec = spec.model_copy(update={"model": self.options.preset, "max_steps": None})  # see step 5 above
         reward = 10
         terms = {
             "epoch_length_s": 3600,
@@ -279,17 +286,18 @@ class Testnet:
     def train(self) -> None:
         rng = random.Random(self.options.seed)
         target = self.options.steps
-        self.progress(f"training: waiting for {target} steps")
+        self.progress(f"training: waiting for {target} steps and a receipt from every node")
         deadline = time.monotonic() + self.options.timeout_s
         next_chaos = time.monotonic() + 30
         dead: dict[str, float] = {}
-        last_report = -1
+        last_report: tuple[int, int] = (-1, -1)
         while True:
             steps = self.driver_steps()
-            if steps != last_report:
-                self.progress(f"training: {steps}/{target} steps")
-                last_report = steps
-            if steps >= target:
+            heard = self.nodes_heard()
+            if (steps, heard) != last_report:
+                self.progress(f"training: {steps}/{target} steps, receipts from {heard}/{self.options.nodes} nodes")
+                last_report = (steps, heard)
+            if steps >= target and heard == self.options.nodes and not dead:
                 break
             for name, proc in self.processes.processes.items():
                 if name not in dead and not proc.running():
@@ -309,26 +317,54 @@ class Testnet:
                 next_chaos = time.monotonic() + 40
                 self.progress(f"chaos: kill -9 {victim}")
             if time.monotonic() > deadline:
-                raise TestnetError(f"training did not reach {target} steps in {self.options.timeout_s:.0f} s")
+                raise TestnetError(
+                    f"in {self.options.timeout_s:.0f} s: {steps}/{target} steps, receipts from {heard}/"
+                    f"{self.options.nodes} nodes"
+                )
             time.sleep(1.0)
-        for name in list(dead):
-            index = int(name.split("-")[1])
-            self.processes.start(name, self.join_argv(self.node_homes[index]))
+
+    def nodes_heard(self) -> int:
+        """How many nodes the coordinator has a receipt from."""
+        peers = {self.control_peer_id(home) for home in self.node_homes}
+        try:
+            with self.coordinator() as client:
+                return len(peers & {n.peer_id for n in client.list_nodes().nodes if n.receipts > 0})
+        except Exception:  # the coordinator is busy or restarting: ask again next time
+            return 0
+
+    def count_receipts(self, timeout_s: float = 90.0) -> tuple[int, int]:
+        """(receipts the nodes journaled, how many of them the coordinator never heard of). The nodes are drained
+        first (no new work), then their journals and the coordinator's counts are compared until every journaled
+        receipt has arrived or `timeout_s` passes: what is still missing then is lost."""
+        from zoo_node.control.status_client import NodeClient
+
+        self.progress("counting receipts: draining the nodes, then comparing their journals with the coordinator")
+        for home in self.node_homes:
+            with contextlib.suppress(Exception), NodeClient.for_home(home, timeout_s=5) as client:
+                client.drain("testnet: counting receipts")
+        peers = {self.control_peer_id(home): home for home in self.node_homes}
+
+        def gap() -> tuple[int, int]:
+            journaled = {}
+            for peer, home in peers.items():
+                status = self.node_status(home)
+                journaled[peer] = int(status["journal"]["receipts"]) if status else 0
+            with self.coordinator() as client:
+                heard = {n.peer_id: n.receipts for n in client.list_nodes().nodes}
+            return sum(journaled.values()), sum(max(0, n - heard.get(p, 0)) for p, n in journaled.items())
+
+        deadline = time.monotonic() + timeout_s
+        while True:
+            journaled, lost = gap()
+            if lost == 0 or time.monotonic() > deadline:
+                return journaled, lost
+            time.sleep(1.0)
 
     def settle(self) -> list[Any]:
         assert self.chain is not None
         self.progress(f"settling {self.options.epochs} epoch(s): moving the chain's clock past their end")
         with self.coordinator() as client:
             run = client.get_run()
-            # Close the epoch only once the coordinator has heard a receipt from every node: a node that joined last
-            # may not have finished an averaging round when the drivers reach their step count.
-            peers = {self.control_peer_id(home) for home in self.node_homes}
-
-            def every_node_heard() -> bool:
-                heard = {n.peer_id for n in client.list_nodes().nodes if n.receipts > 0}
-                return peers <= heard
-
-            _wait(every_node_heard, self.options.timeout_s, "the coordinator to hear a receipt from every node")
             for _ in range(self.options.epochs):
                 remaining = max(0, int(client.get_run().next_epoch_end_unix - time.time())) + 2
                 self.chain.increase_time(remaining)
@@ -362,14 +398,14 @@ class Testnet:
                 paid[f"node-{i}"] = str(amount)
         return paid
 
-    def summary(self, epochs: list[Any], paid: dict[str, str]) -> Summary:
+    def summary(self, steps: int, epochs: list[Any], paid: dict[str, str], receipts: tuple[int, int]) -> Summary:
         with self.coordinator() as client:
             run = client.get_run(max_points=10_000)
         losses = [p.value for p in run.loss_series]
         hours = run.gpu_hours or run.cpu_hours
         return Summary(
             nodes=self.options.nodes,
-            steps=self.driver_steps(),
+            steps=steps,
             loss_first=losses[0] if losses else None,
             loss_last=losses[-1] if losses else None,
             tokens=int(run.tokens),
@@ -384,6 +420,8 @@ class Testnet:
             rewards_paid_wei=str(sum(int(v) for v in paid.values())),
             epochs_reward_wei=str(sum(int(e.paid_wei or 0) for e in epochs)),
             chaos_kills=self.chaos_kills,
+            receipts_journaled=receipts[0],
+            receipts_lost=receipts[1],
             wall_s=round(time.monotonic() - self.started, 1),
         )
 
@@ -399,7 +437,9 @@ class Testnet:
             self.train()
             epochs = self.settle()
             paid = self.claim()
-            summary = self.summary(epochs, paid)
+            steps = self.driver_steps()  # before the drain, which ends the drivers
+            receipts = self.count_receipts()
+            summary = self.summary(steps, epochs, paid, receipts)
             self.write_state("finished", summary=summary.as_dict())
             return summary
         except BaseException as exc:

@@ -40,7 +40,7 @@ def _start_p2pd(ctx: WorkerContext, host_multiaddrs: list[str]) -> tuple[asyncio
 
 
 def lifecycle_only(ctx: WorkerContext, *, p2pd: bool, host_multiaddrs: list[str]) -> None:
-    """The placeholder work: hold the assignment, serve nothing, until drained or stopped."""
+    """The placeholder work: hold the assignment, serve nothing, until drained (then return) or stopped."""
     p2p = loop = None
     if p2pd:
         loop, p2p = _start_p2pd(ctx, host_multiaddrs)
@@ -49,7 +49,6 @@ def lifecycle_only(ctx: WorkerContext, *, p2pd: bool, host_multiaddrs: list[str]
         while not ctx.drain.is_set():
             ctx.wait(1.0)
         ctx.set_health(worker_pb2.HEALTH_DRAINING)
-        ctx.stop.wait()
     finally:
         if p2p is not None and loop is not None:
             asyncio.run_coroutine_threadsafe(p2p.shutdown(), loop).result(timeout=30)
