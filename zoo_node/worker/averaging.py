@@ -24,6 +24,7 @@ import asyncio
 import ctypes
 import logging
 import multiprocessing as mp
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -271,5 +272,10 @@ def make_averager(
     averager = cls(parameters, **kwargs)
     averager.state_provider = state_provider
     averager.partial_rounds = mp.Value(ctypes.c_int, 0)  # before the averager's process forks
-    averager.run_in_background(await_ready=True)
+    if threading.current_thread() is threading.main_thread():
+        averager.run_in_background(await_ready=True)
+    else:  # a shard taken later (a move): hivemind's run_in_background first sets SIGINT to SIG_IGN, which only the
+        # main thread may do, and which the shards started on the main thread have already done for this process
+        averager.start()
+        averager.wait_until_ready()
     return averager

@@ -233,15 +233,16 @@ class WorkerNode:
         return trainer
 
     def move(self, old: str, new: str) -> None:
-        """Stop serving `old` (withdrawn, checkpointed) and serve `new` (its state loaded from its replicas)."""
+        """Serve `new` (its state loaded from its replicas), then stop serving `old` (withdrawn, checkpointed)."""
         logger.info("moving to a less covered shard", extra={"from": old, "to": new})
+        # The new shard first: if it cannot be taken, the old one goes on serving as if nothing happened.
+        self._prepare_shard(new).start()
         trainer = self.trainers.pop(old)
         withdraw(self.dht, self.spec.name, self.peer, old)
         trainer.stop()
         with contextlib.suppress(Exception):
             trainer.save_checkpoint()
         self.runtimes.pop(old, None)
-        self._prepare_shard(new).start()
         self._announce_all()
 
     def _rebalance_loop(self) -> None:
