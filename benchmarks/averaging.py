@@ -132,14 +132,17 @@ def main() -> None:
     gloo = gloo_seconds(numel, args.rounds)
     plain = hivemind_seconds(numel, args.rounds, "none")
     fp16 = hivemind_seconds(numel, args.rounds, "fp16")
+    uniform8bit = hivemind_seconds(numel, args.rounds, "uniform8bit")
     result = {
         "peers": PEERS,
         "megabytes_per_peer": args.mb,
         "gloo_all_reduce_s": round(gloo, 3),
         "hivemind_none_s": round(plain, 3),
         "hivemind_fp16_s": round(fp16, 3),
+        "hivemind_uniform8bit_s": round(uniform8bit, 3),
         "ratio_hivemind_none_over_gloo": round(plain / gloo, 2),
         "ratio_hivemind_fp16_over_gloo": round(fp16 / gloo, 2),
+        "ratio_hivemind_uniform8bit_over_gloo": round(uniform8bit / gloo, 2),
         "wire_bytes_per_peer_per_round": wire_bytes_per_round(numel),
         "cpus": os.cpu_count(),
     }
