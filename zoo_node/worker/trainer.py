@@ -374,6 +374,10 @@ class ShardTrainer:
         self._thread = threading.Thread(target=self._loop, name=f"trainer-{self.shard}", daemon=True)
         self._thread.start()
 
+    def request_stop(self) -> None:
+        """Ask the round loop to end (it finishes the round under way); `stop` waits for it."""
+        self._stop.set()
+
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
