@@ -21,7 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tests.fixtures.chain import configure_chain
 from tests.fixtures.homes import TEST_PASSWORD
+from tests.fixtures.polling import wait_until
 from zoo_node.config import CONFIG_FILE, read_config_file, write_config
 from zoo_node.coordinator.client import ADDRESS_FILE, CoordinatorClient
 from zoo_node.coordinator.runfile import load_run_file
@@ -45,18 +46,6 @@ COORDINATOR_CONFIG = {
     "swarm": {"heartbeat_interval_s": 0.5, "peer_timeout_s": 3.0, "registry_refresh_s": 2.0},
 }
 EPOCH_S = 3600
-
-
-def wait_until(condition: Callable[[], Any], timeout_s: float, what: str, *, every_s: float = 0.1) -> Any:
-    """Poll `condition` until it returns something truthy (returned); AssertionError naming `what` at the deadline."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        time.sleep(every_s)
 
 
 def write_run_file(path: Path, spec: RunSpec, **settlement: Any) -> Path:

@@ -17,7 +17,7 @@ import time
 import pytest
 
 from tests.control.joins import JoinProcess, chain_home
-from tests.coordinator.harness import wait_until
+from tests.fixtures.polling import wait_until
 from zoo_node.config import CONFIG_FILE, read_config_file, write_config
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import pytest
 from web3 import Web3
 
-from tests.coordinator.harness import EPOCH_S, PeerProcess, SimNode, cosigned, wait_until
+from tests.coordinator.harness import EPOCH_S, PeerProcess, SimNode, cosigned
+from tests.fixtures.polling import wait_until
 from zoo_node.coordinator.epochs import EpochKeeper
 from zoo_node.coordinator.gossip_in import heard_receipt
 from zoo_node.coordinator.ledger import SettlementLedger

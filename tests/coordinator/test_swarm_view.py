@@ -25,10 +25,10 @@ from tests.coordinator.harness import (
     SimNode,
     configure_coordinator,
     seed_flops_table,
-    wait_until,
     write_run_file,
 )
 from tests.fixtures.homes import TEST_PASSWORD, TEST_SCRYPT_N
+from tests.fixtures.polling import wait_until
 from zoo_node.chain.devchain import start_devchain
 from zoo_node.config import NETWORK_PRESETS, write_config
 from zoo_node.coordinator.client import CoordinatorClient

@@ -13,12 +13,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
 
+from tests.fixtures.polling import wait_until
 from tests.foundation.cli_runner import REPO, cli_env, run_cli
 from zoo_node.testnet.processes import group_members, pid_alive
 
@@ -30,16 +30,6 @@ def read_state(folder: Path) -> dict:
         return json.loads((folder / "testnet.json").read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return {}
-
-
-def wait_for(condition, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
 
 
 def port_free(port: int) -> bool:
@@ -91,7 +81,7 @@ def test_testnet_up_trains_settles_pays_and_cleans_up(tmp_path: Path) -> None:
 
 
 def _started_up_to_a_node(folder: Path) -> dict:
-    return wait_for(
+    return wait_until(
         lambda: (s := read_state(folder)).get("processes", {}).get("node-0") and s,
         300,
         "the testnet to start its first node",

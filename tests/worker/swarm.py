@@ -15,19 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.fixtures.polling import wait_until
 from zoo_node.runspec import RunSpec, dump_runspec
-
-
-def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
-    """Poll `condition` until it returns something truthy; fail naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
 
 
 @dataclass
@@ -48,7 +37,7 @@ class WorkerProcess:
                     return json.loads(line)
             return None
 
-        self.started = wait_for(started, timeout, f"worker {self.name} to start")
+        self.started = wait_until(started, timeout, f"worker {self.name} to start")
         return self.started
 
     @property

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.fixtures.polling import wait_until
 from tests.worker.conftest import small_spec
-from tests.worker.swarm import wait_for
 from zoo_node.config import load_config
 from zoo_node.worker.node import WorkerNode, WorkerOptions
 from zoo_node.worker.records import read_servers
@@ -23,8 +23,8 @@ def test_a_worker_on_the_best_covered_shard_moves_to_the_least_covered_and_loads
     # One worker serves every shard and trains a few steps alone: every shard has one replica, past round 0.
     anchor = swarm.start("anchor", everything)
     anchor.wait_started()
-    wait_for(lambda: (anchor.status(spec.name).get("driver") or {}).get("finished"), 240, "the anchor's 4 steps")
-    wait_for(
+    wait_until(lambda: (anchor.status(spec.name).get("driver") or {}).get("finished"), 240, "the anchor's 4 steps")
+    wait_until(
         lambda: all(info["round"] >= 1 for info in anchor.status(spec.name)["shards"].values()),
         60,
         "a round on each of the anchor's shards",
@@ -36,7 +36,7 @@ def test_a_worker_on_the_best_covered_shard_moves_to_the_least_covered_and_loads
     # A third worker is pinned to that shard: three replicas there, one everywhere else. The mover moves.
     extra = swarm.start("extra", [first], peers=[anchor.maddr], drive=False)
     extra.wait_started()
-    moved = wait_for(
+    moved = wait_until(
         lambda: (shards := mover.status(spec.name).get("shards", {})) and first not in shards and shards,
         60,
         f"the mover to leave {first}",
@@ -52,7 +52,7 @@ def test_a_worker_on_the_best_covered_shard_moves_to_the_least_covered_and_loads
     client.start()
     try:
         # Its records follow it: announced on the new shard, withdrawn from the old one.
-        wait_for(
+        wait_until(
             lambda: (
                 mover.peer in {r.peer for r in read_servers(client.dht, spec.name, target)}
                 and mover.peer not in {r.peer for r in read_servers(client.dht, spec.name, first)}

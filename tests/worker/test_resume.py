@@ -8,8 +8,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from tests.fixtures.polling import wait_until
 from tests.worker.conftest import small_spec
-from tests.worker.swarm import wait_for
 from zoo_node.worker.checkpoint import checkpoint_dir
 from zoo_node.worker.shards import build_backend
 
@@ -27,9 +27,9 @@ def test_a_drained_worker_checkpoints_and_resumes_from_its_checkpoint(swarm_fact
     swarm = swarm_factory(spec)
     first = swarm.start("solo", ALL)
     first.wait_started()
-    wait_for(lambda: (first.status(spec.name).get("driver") or {}).get("finished"), 180, "3 steps")
+    wait_until(lambda: (first.status(spec.name).get("driver") or {}).get("finished"), 180, "3 steps")
     # (Rounds follow samples, not steps: a round may take in two steps' micro-batches.)
-    wait_for(lambda: min(_rounds(first, spec.name).values()) >= 1, 60, "every shard to apply a round")
+    wait_until(lambda: min(_rounds(first, spec.name).values()) >= 1, 60, "every shard to apply a round")
     first.kill(signal.SIGTERM)
     assert first.proc.wait(60) == 0
     rounds = _rounds(first, spec.name)

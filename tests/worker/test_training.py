@@ -10,8 +10,8 @@ import operator
 import pytest
 import torch
 
+from tests.fixtures.polling import wait_until
 from tests.worker.conftest import small_spec
-from tests.worker.swarm import wait_for
 from zoo_node.config import load_config
 from zoo_node.worker.node import WorkerNode, WorkerOptions
 from zoo_node.worker.records import read_servers
@@ -46,7 +46,7 @@ def test_four_workers_train_through_bad_input_a_kill_and_a_join(swarm_factory, m
     client.start()
     try:
         drivers = [workers["w0"], workers["w1"]]
-        wait_for(lambda: min(_steps(w, spec.name) for w in drivers) >= 12, 300, "12 steps of both drivers")
+        wait_until(lambda: min(_steps(w, spec.name) for w in drivers) >= 12, 300, "12 steps of both drivers")
 
         # Bad input: wrong shapes to one stage/1 replica, NaN to the other: both refused, the sender banned by both.
         header = {"shard": "stage/1", "micro": "rogue/0", "samples": 1}
@@ -62,20 +62,20 @@ def test_four_workers_train_through_bad_input_a_kill_and_a_join(swarm_factory, m
                 client.transport.forward(
                     workers[name].peer, {**header, "key": "ok"}, [torch.randn(2, 8, 128), targets], 10.0
                 )
-            wait_for(lambda w=workers[name]: w.status(spec.name).get("refused", 0) >= 1, 10, f"{name} to count it")
+            wait_until(lambda w=workers[name]: w.status(spec.name).get("refused", 0) >= 1, 10, f"{name} to count it")
 
         # A replica dies with its whole process tree; its records fade, the run goes on.
         dead = workers["w3"]
         dead.kill()
         at_kill = [_steps(w, spec.name) for w in drivers]
-        wait_for(
+        wait_until(
             lambda: all(
                 dead.peer not in {r.peer for r in read_servers(client.dht, spec.name, s)} for s in LAYOUT["w3"]
             ),
             30,
             "the dead worker's records to expire",
         )
-        wait_for(
+        wait_until(
             lambda: all(_steps(w, spec.name) >= s + 3 for w, s in zip(drivers, at_kill, strict=True)),
             120,
             "training to go on after the kill",
@@ -87,7 +87,7 @@ def test_four_workers_train_through_bad_input_a_kill_and_a_join(swarm_factory, m
         assert set(started["shards"]) == set(LAYOUT["w3"])
         assert all(info["state_loads"] >= 1 for info in started["shards"].values()), started["shards"]
 
-        wait_for(lambda: all(w.status(spec.name).get("driver", {}).get("finished") for w in drivers), 600, "60 steps")
+        wait_until(lambda: all(w.status(spec.name).get("driver", {}).get("finished") for w in drivers), 600, "60 steps")
         for worker in drivers:
             log = worker.driver_log(spec.name)
             assert [e["step"] for e in log] == list(range(len(log)))

@@ -101,9 +101,10 @@ def status(
     console.print(
         f"gossip: in {data['gossip']['messages_in']}, out {data['gossip']['messages_out']}, dropped {dropped or 0}"
     )
+    from zoo_node.chain.operator import format_coins
+
     rewards = data["rewards"]
-    earned = f"{int(rewards['earned_wei'] or 0) / 1e18:.6g}"
-    claimable = f"{int(rewards['claimable_wei'] or 0) / 1e18:.6g}"
+    earned, claimable = (format_coins(int(rewards[k] or 0)) for k in ("earned_wei", "claimable_wei"))
     line = f"rewards: {earned} earned, {claimable} claimable"
     line += f" (to {rewards['account']}, epoch {rewards['epoch']}, read {_age(rewards['age_s'])})"
     console.print(line + (f" [yellow]{rewards['problem']}[/]" if rewards["problem"] else ""))

@@ -21,6 +21,7 @@ Ctrl-C or SIGTERM from `testnet down`) stops them and their children, and anvil 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -254,11 +255,12 @@ class Testnet:
             _wait(serving, 300, f"node-{i}'s worker to serve its shards")
         self.write_state("running")
 
-    @staticmethod
-    def control_peer_id(home: Path) -> str:
+    @functools.cached_property
+    def node_peers(self) -> dict[str, Path]:
+        """Each node's control-plane PeerID (the coordinator's name for it) and home; read once, after the homes."""
         from zoo_node.identity import load_public_identity
 
-        return load_public_identity(home).control_peer_id
+        return {load_public_identity(home).control_peer_id: home for home in self.node_homes}
 
     def node_status(self, home: Path) -> dict | None:
         from zoo_node.control.status_client import NodeClient, NodeUnreachable, proto_to_dict
@@ -325,10 +327,9 @@ class Testnet:
 
     def nodes_heard(self) -> int:
         """How many nodes the coordinator has a receipt from."""
-        peers = {self.control_peer_id(home) for home in self.node_homes}
         try:
             with self.coordinator() as client:
-                return len(peers & {n.peer_id for n in client.list_nodes().nodes if n.receipts > 0})
+                return len(self.node_peers.keys() & {n.peer_id for n in client.list_nodes().nodes if n.receipts > 0})
         except Exception:  # the coordinator is busy or restarting: ask again next time
             return 0
 
@@ -342,23 +343,22 @@ class Testnet:
         for home in self.node_homes:
             with contextlib.suppress(Exception), NodeClient.for_home(home, timeout_s=5) as client:
                 client.drain("testnet: counting receipts")
-        peers = {self.control_peer_id(home): home for home in self.node_homes}
+        counted = (0, 0)
 
-        def gap() -> tuple[int, int]:
+        def none_missing() -> bool:
+            nonlocal counted
             journaled = {}
-            for peer, home in peers.items():
+            for peer, home in self.node_peers.items():
                 status = self.node_status(home)
                 journaled[peer] = int(status["journal"]["receipts"]) if status else 0
             with self.coordinator() as client:
                 heard = {n.peer_id: n.receipts for n in client.list_nodes().nodes}
-            return sum(journaled.values()), sum(max(0, n - heard.get(p, 0)) for p, n in journaled.items())
+            counted = (sum(journaled.values()), sum(max(0, n - heard.get(p, 0)) for p, n in journaled.items()))
+            return counted[1] == 0
 
-        deadline = time.monotonic() + timeout_s
-        while True:
-            journaled, lost = gap()
-            if lost == 0 or time.monotonic() > deadline:
-                return journaled, lost
-            time.sleep(1.0)
+        with contextlib.suppress(TestnetError):  # still missing at the deadline: lost, and the summary says so
+            _wait(none_missing, timeout_s, "every journaled receipt at the coordinator", every_s=1.0)
+        return counted
 
     def settle(self) -> list[Any]:
         assert self.chain is not None

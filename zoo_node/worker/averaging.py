@@ -4,8 +4,8 @@ What this adds to hivemind:
 - every tensor part a groupmate sends is checked before it is summed: the right size, finite values, a finite
   non-negative weight. A bad part raises inside hivemind's reducer, which bans that sender for the round and averages
   the others without it (`TensorPartReducer.on_sender_failed`). Our own bad part is left out (weight 0) so that we
-  still reduce the others' parts. Averaged deltas that come back non-finite are dropped (the local value stays), so
-  one bad peer cannot poison the others;
+  still reduce the others' parts. Averages that come back non-finite are dropped (the local value stays), so one
+  bad peer cannot poison the others;
 - every member ends the round with bit-identical averages. hivemind's reducer sends each peer the compressed delta
   `average - its part`, so with lossy compression every peer adds a different rounding error to a different local
   value; Adam turns that into replicas drifting apart by a good part of lr per round on the elements whose gradient
@@ -24,7 +24,7 @@ import asyncio
 import ctypes
 import logging
 import multiprocessing as mp
-import threading
+import signal
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -129,7 +129,7 @@ class CheckedAllReduceRunner(AllReduceRunner):
             register_failed(peer_index)
 
         container.register_failed_reducer = note_failed_reducer
-        self.wire_type = self.tensor_part_container.compression.compression_type
+        self.wire_type = container.compression.compression_type
         reducer = self.tensor_part_reducer
         accumulate = reducer.accumulate_part
         self.refused: list[str] = []
@@ -196,6 +196,15 @@ class _CheckedAveraging:
     state_provider: StateProvider | None = None
     #: rounds in which a reducer failed (some parts kept local values); shared with the averager's own process
     partial_rounds: Any = None
+
+    def run(self) -> None:
+        # The averager's own process. It is forked from the worker, from whichever thread took the shard (a move
+        # takes one from the rebalancing thread) and with whatever handlers the worker had then: Ctrl-C is the
+        # worker's to handle, SIGTERM ends this process. (hivemind's run_in_background sets SIGINT to ignored in
+        # the parent instead, which only the main thread may do.)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        super().run()
 
     async def _run_allreduce_inplace_(self, tensors, group_info, group_id=None, **kwargs) -> None:
         group_id = group_info.group_id if group_id is None else group_id
@@ -272,10 +281,6 @@ def make_averager(
     averager = cls(parameters, **kwargs)
     averager.state_provider = state_provider
     averager.partial_rounds = mp.Value(ctypes.c_int, 0)  # before the averager's process forks
-    if threading.current_thread() is threading.main_thread():
-        averager.run_in_background(await_ready=True)
-    else:  # a shard taken later (a move): hivemind's run_in_background first sets SIGINT to SIG_IGN, which only the
-        # main thread may do, and which the shards started on the main thread have already done for this process
-        averager.start()
-        averager.wait_until_ready()
+    averager.start()  # not run_in_background: see `_CheckedAveraging.run`
+    averager.wait_until_ready()
     return averager
