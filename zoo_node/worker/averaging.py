@@ -218,16 +218,23 @@ class _CheckedAveraging:
             **kwargs,
         )
         self._running_groups[group_id].set_result(runner)
-        async for tensor, averaged in azip(as_aiter(*tensors), runner):
-            if not bool(torch.isfinite(averaged).all()):  # a reducer sent back garbage: keep our own value
-                logger.warning("dropped a non-finite averaged tensor from the group")
-            elif self._averaging_alpha == 1.0:
-                tensor.copy_(averaged)
-            else:
-                tensor.lerp_(averaged.to(tensor.dtype), self._averaging_alpha)
-        if runner.failed_reducers and self.partial_rounds is not None:
-            with self.partial_rounds.get_lock():
-                self.partial_rounds.value += 1
+        written = 0
+        try:
+            async for tensor, averaged in azip(as_aiter(*tensors), runner):
+                if not bool(torch.isfinite(averaged).all()):  # a reducer sent back garbage: keep our own value
+                    logger.warning("dropped a non-finite averaged tensor from the group")
+                elif self._averaging_alpha == 1.0:
+                    tensor.copy_(averaged)
+                else:
+                    tensor.lerp_(averaged.to(tensor.dtype), self._averaging_alpha)
+                written += 1
+        finally:
+            # Partial: some parts kept local values, or the attempt broke off with some tensors already averaged
+            # (hivemind then retries on those). Either way this member's result may differ from its groupmates'.
+            broken_off = 0 < written < len(tensors)
+            if (runner.failed_reducers or broken_off) and self.partial_rounds is not None:
+                with self.partial_rounds.get_lock():
+                    self.partial_rounds.value += 1
         self.last_updated = get_dht_time()
         self._state_updated.set()
 
